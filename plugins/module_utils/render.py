@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: llmlab.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn a computed plan into what templates and backends need: inventory nodes, flag lists, environments, tables.
+
+Nothing here re-plans: every function reads the ``fabric`` and ``plan`` dicts the planner returned.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Dict, List, Mapping, Sequence
+
+from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
+
+def inventory_nodes(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str]) -> List[Dict[str, Any]]:
+    """Node dicts for the planner from inventory hosts: name, profile, overrides, management address."""
+    out = []
+    for host in hosts:
+        hv = hostvars[host]
+        overrides = hv.get("llmlab_profile_overrides") or {}
+        if not isinstance(overrides, Mapping):
+            raise PlanError("llmlab_profile_overrides must be a dict, got %r" % (overrides,), host=host,
+                            variable="llmlab_profile_overrides", fix="write it as a YAML mapping, e.g. {memory_gb: 64}")
+        node: Dict[str, Any] = dict(overrides)
+        node["name"] = host
+        node["profile"] = hv.get("llmlab_profile")
+        if node["profile"] is None:
+            raise PlanError("no hardware profile", host=host, variable="llmlab_profile",
+                            fix="set llmlab_profile: gb10, strix_halo, generic or sim for this host")
+        if hv.get("llmlab_mtu") is not None:
+            node["mtu"] = hv["llmlab_mtu"]
+        address = hv.get("ansible_host")
+        try:
+            node["management_address"] = str(ipaddress.ip_address(address)) if address else None
+        except ValueError:
+            node["management_address"] = None  # a DNS name: the plan cannot check it against the pool
+        out.append(node)
+    return out
+
+
+def _workers(plan: Mapping[str, Any]) -> List[str]:
+    return list(plan.get("workers") or plan.get("nodes_used", [])[1:])
+
+
+def _address(fabric: Mapping[str, Any], host: str) -> str:
+    try:
+        return str(fabric["hosts"][host]["node_address"])
+    except KeyError:
+        raise PlanError("host %s is in the parallel plan but not in the fabric plan" % host, host=host,
+                        variable="llmlab_nodes", fix="compute both plans from the same inventory group")
+
+
+def rpc_servers(plan: Mapping[str, Any], fabric: Mapping[str, Any], port: int = 50052) -> str:
+    """llama.cpp ``--rpc`` value: every worker's fabric address and port, never the head itself."""
+    if plan.get("backend") != "llamacpp_rpc":
+        raise PlanError("the plan's backend is %s, not llamacpp_rpc" % plan.get("backend"), variable="llmlab_backend",
+                        fix="set llmlab_backend: llamacpp_rpc")
+    return ",".join("%s:%d" % (_address(fabric, w), port) for w in _workers(plan))
+
+
+def dllama_workers(plan: Mapping[str, Any], fabric: Mapping[str, Any], port: int = 9999) -> List[str]:
+    """distributed-llama ``--workers`` arguments (space-separated on the command line)."""
+    if plan.get("backend") != "distributed_llama":
+        raise PlanError("the plan's backend is %s, not distributed_llama" % plan.get("backend"),
+                        variable="llmlab_backend", fix="set llmlab_backend: distributed_llama")
+    return ["%s:%d" % (_address(fabric, w), port) for w in _workers(plan)]
+
+
+def comm_env(fabric: Mapping[str, Any], host: str) -> Dict[str, str]:
+    """The NCCL / Gloo / Ray environment a node needs before ``ray start`` (vllm#6803)."""
+    h = fabric["hosts"].get(host)
+    if h is None:
+        raise PlanError("host %s is not in the fabric plan" % host, host=host, variable="llmlab_nodes",
+                        fix="add the host to the group llmlab_nodes")
+    ifaces = [i["name"] for i in h["interfaces"]]
+    env = {
+        "VLLM_HOST_IP": h["node_address"],
+        "RAY_memory_monitor_refresh_ms": "0",
+    }
+    if ifaces:
+        env["NCCL_SOCKET_IFNAME"] = ",".join(ifaces)
+        env["GLOO_SOCKET_IFNAME"] = ifaces[0]
+        env["TP_SOCKET_IFNAME"] = ifaces[0]
+    if h.get("rdma_devices"):
+        env["NCCL_IB_HCA"] = ",".join(h["rdma_devices"])
+        env["UCX_NET_DEVICES"] = ",".join("%s:1" % d for d in h["rdma_devices"])
+    return env
+
+
+def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return [_row(header, widths), _row(["-" * w for w in widths], widths)] + [_row(r, widths) for r in rows]
+
+
+def plan_table(fabric: Mapping[str, Any], plan: Mapping[str, Any]) -> List[str]:
+    """The plan as readable lines: fabric, candidates, memory per node, the choice and why."""
+    lines = ["fabric: %s, routing %s, pool %s" % (fabric["topology"], fabric["routing"], fabric["pool"])]
+    lines += _table(["node", "fabric address", "forwarding", "interfaces"],
+                    [[n, fabric["hosts"][n]["node_address"], "yes" if fabric["hosts"][n]["forwarding"] else "no",
+                      ", ".join("%s %s" % (i["name"], i["address"]) for i in fabric["hosts"][n]["interfaces"]) or "-"]
+                     for n in fabric["nodes"]])
+    model = plan["model"]["id"]
+    lines.append("")
+    lines.append("model %s in %s, context %d, prompt %d, concurrency %d" % (
+        model, plan["quant"], plan["context_tokens"], plan["prompt_tokens"], plan["concurrency"]))
+    rows = []
+    for c in plan["candidates"]:
+        pred = c["predicted"]
+        status = "rejected" if c["rejected"] else ("fits" if c["fits"] else "no fit")
+        mem = max(c["memory_per_node_gb"].values()) if c["memory_per_node_gb"] else None
+        rows.append([c["backend"], str(c["tensor_parallel"]), str(c["pipeline_parallel"]), str(len(c["nodes_used"])),
+                     status, "-" if mem is None else "%.1f" % mem,
+                     "-" if pred["decode_tok_s"] is None else "%.1f" % pred["decode_tok_s"],
+                     "-" if pred["ttft_s"] is None else "%.2f" % pred["ttft_s"],
+                     c["reasons"][0] if c["reasons"] else ""])
+    lines += _table(["backend", "TP", "PP", "nodes", "status", "max GB/node", "tok/s", "TTFT s", "why"], rows)
+    lines.append("")
+    lines.append("memory per node (GB): " + ", ".join(
+        "%s %.1f of %.1f" % (n, gb, plan["usable_memory_gb"][n]) for n, gb in plan["memory_per_node_gb"].items()))
+    lines += ["why: " + r for r in plan["reasons"]]
+    return lines

@@ -1,0 +1,74 @@
+"""What templates get from a plan: --rpc lists, --workers lists, NCCL environments, inventory nodes, the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.llmlab.cluster.plugins.module_utils import render
+from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
+from ansible_collections.llmlab.cluster.plugins.module_utils.planner import plan_parallel
+from ansible_collections.llmlab.cluster.plugins.module_utils.topology import plan_fabric
+
+SIM3 = [{"name": n, "profile": "sim"} for n in ("node1", "node2", "node3")]
+
+
+def test_rpc_servers_lists_workers_on_fabric_addresses_never_the_head() -> None:
+    fabric = plan_fabric(SIM3, "ring")
+    plan = plan_parallel(SIM3, "ring", model="tiny", quant="fp16", backend="llamacpp_rpc", pipeline_parallel=3)
+    assert render.rpc_servers(plan, fabric) == "10.213.0.2:50052,10.213.0.3:50052"
+    assert fabric["hosts"]["node1"]["node_address"] not in render.rpc_servers(plan, fabric, 50060)
+    with pytest.raises(PlanError):
+        render.dllama_workers(plan, fabric)
+
+
+def test_dllama_workers() -> None:
+    nodes = [{"name": "n%d" % i, "profile": "strix_halo"} for i in range(4)]
+    fabric = plan_fabric(nodes, "switch")
+    plan = plan_parallel(nodes, "switch", model="meta-llama/Llama-3.1-70B-Instruct", quant="q40",
+                         backend="distributed_llama", tensor_parallel=4)
+    assert render.dllama_workers(plan, fabric) == ["10.213.0.2:9999", "10.213.0.3:9999", "10.213.0.4:9999"]
+    assert plan["settings"]["buffer_float_type"] == "q80"
+
+
+def test_comm_env_lists_both_cx7_halves() -> None:
+    nodes = [{"name": n, "profile": "gb10"} for n in ("a", "b")]
+    env = render.comm_env(plan_fabric(nodes, "direct"), "a")
+    assert env["VLLM_HOST_IP"] == "10.213.0.1"
+    assert env["NCCL_IB_HCA"] == "rocep1s0f1,roceP2p1s0f1"
+    assert env["NCCL_SOCKET_IFNAME"] == "enp1s0f1np1,enP2p1s0f1np1"
+    assert env["RAY_memory_monitor_refresh_ms"] == "0"
+    with pytest.raises(PlanError) as err:
+        render.comm_env(plan_fabric(nodes, "direct"), "c")
+    assert err.value.host == "c"
+
+
+def test_inventory_nodes() -> None:
+    hostvars = {
+        "a": {"llmlab_profile": "gb10", "ansible_host": "192.168.1.51", "llmlab_mtu": 1500},
+        "b": {"llmlab_profile": "generic", "ansible_host": "b.lan",
+              "llmlab_profile_overrides": {"memory_gb": 24, "mem_bw_gbs": 936}},
+        "c": {},
+    }
+    assert render.inventory_nodes(hostvars, ["a", "b"]) == [
+        {"name": "a", "profile": "gb10", "mtu": 1500, "management_address": "192.168.1.51"},
+        {"name": "b", "profile": "generic", "memory_gb": 24, "mem_bw_gbs": 936, "management_address": None},
+    ]
+    with pytest.raises(PlanError) as err:
+        render.inventory_nodes(hostvars, ["a", "c"])
+    assert (err.value.host, err.value.variable) == ("c", "llmlab_profile")
+    with pytest.raises(PlanError) as err:
+        render.inventory_nodes({"d": {"llmlab_profile": "gb10", "llmlab_profile_overrides": [1]}}, ["d"])
+    assert err.value.variable == "llmlab_profile_overrides"
+
+
+def test_plan_table_shows_candidates_memory_and_why() -> None:
+    nodes = [{"name": n, "profile": "gb10"} for n in ("gx10-a", "gx10-b", "gx10-c")]
+    lines = render.plan_table(plan_fabric(nodes, "ring"),
+                              plan_parallel(nodes, "ring", model="Qwen/Qwen3-235B-A22B", quant="fp8"))
+    text = "\n".join(lines)
+    assert "fabric: ring, routing static" in text
+    assert "gx10-a  10.213.0.1" in text
+    assert any(l.startswith("vllm_ray") and " fits " in l for l in lines)
+    assert "rejected: TP=3 does not divide the 64 attention heads" in text
+    assert "memory per node (GB): gx10-a" in text
+    assert "why: chosen: vllm_ray TP=1 PP=3" in text
