@@ -1,0 +1,66 @@
+"""Command line of the simulated lab: python -m tools.simlab {image,up,down,status,cut,restore,stop,start,kill}."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .lab import Lab
+from .spec import LabError, validate
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="simlab", description="The llmlab.cluster simulated lab")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("image", help="build the node image (no-op when its recipe is unchanged)")
+    up = sub.add_parser("up", help="boot nodes and cable them")
+    up.add_argument("--topology", default="ring")
+    up.add_argument("--nodes", default="3")
+    up.add_argument("--shape", default=None, help="rate-limit every cable like a link class (cx7_200g, eth_5g, ...)")
+    sub.add_parser("down", help="remove the lab and anything a failed run left")
+    sub.add_parser("status", help="nodes, systemd state, addresses, cables")
+    for name, helptext in (("cut", "cut a cable (both ConnectX-7 halves, both ends)"), ("restore", "plug it back")):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("end", help="one end of the cable, node:port (e.g. node1:enp1s0f1np1)")
+    for name in ("stop", "start"):
+        c = sub.add_parser(name, help="%s a node (a power cycle is stop then start)" % name)
+        c.add_argument("node")
+    k = sub.add_parser("kill", help="SIGKILL a process on a node")
+    k.add_argument("node")
+    k.add_argument("process")
+    args = p.parse_args(argv)
+
+    try:
+        if args.cmd == "up":
+            spec = validate(args.topology, args.nodes, args.shape or None)  # refused before anything is touched
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, veth pairs, docker)")
+        lab = Lab()
+        if args.cmd == "image":
+            from .image import build
+            build()
+        elif args.cmd == "up":
+            lab.up(spec)
+        elif args.cmd == "down":
+            lab.down()
+        elif args.cmd == "status":
+            lab.status()
+        elif args.cmd == "cut":
+            lab.cut(args.end)
+        elif args.cmd == "restore":
+            lab.restore(args.end)
+        elif args.cmd == "stop":
+            lab.stop(args.node)
+        elif args.cmd == "start":
+            lab.start(args.node)
+        elif args.cmd == "kill":
+            lab.kill(args.node, args.process)
+    except LabError as exc:
+        print("simlab: %s" % exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

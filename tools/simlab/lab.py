@@ -1,0 +1,418 @@
+"""Bring the simulated lab up and down, report it, and inject faults. Needs root and a running dockerd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from . import image as image_mod
+from .spec import MGMT_SUBNET, PREFIX, ROOT, LabError, LabSpec, cabling, management_address
+
+CACHE = os.path.join(ROOT, ".cache", "simlab")
+STATE = os.path.join(CACHE, "state.json")
+KEY = os.path.join(CACHE, "id_ed25519")
+KNOWN_HOSTS = os.path.join(CACHE, "known_hosts")
+INVENTORY = os.path.join(ROOT, "inventories", "sim", "hosts.yml")
+NETWORK = PREFIX + "-mgmt"
+BRIDGE = "llsw0"
+VETH_PREFIX = "llv"
+LABEL = "llmlab.lab"
+RUN_OPTS = [
+    # --privileged fails here (no CAP_SYS_RESOURCE); these give systemd what it needs to boot as PID 1.
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined", "--cgroupns=host",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "--stop-signal", "SIGRTMIN+3",
+]
+
+
+def sh(args: List[str], check: bool = True, capture: bool = True, input_: Optional[str] = None) -> str:
+    res = subprocess.run(args, capture_output=capture, text=True, input=input_)
+    if check and res.returncode != 0:
+        raise LabError("%s failed (%d): %s" % (" ".join(args), res.returncode, (res.stderr or res.stdout).strip()))
+    return res.stdout if capture else ""
+
+
+def container(node: str) -> str:
+    return "%s-%s" % (PREFIX, node)
+
+
+def _pid(node: str) -> int:
+    out = sh(["docker", "inspect", "-f", "{{.State.Pid}}", container(node)]).strip()
+    pid = int(out or 0)
+    if pid <= 0:
+        raise LabError("node %s is not running" % node)
+    return pid
+
+
+def _netns(node: str) -> List[str]:
+    return ["nsenter", "--net=/proc/%d/ns/net" % _pid(node)]
+
+
+def _exec(node: str, args: List[str], check: bool = True) -> str:
+    return sh(["docker", "exec", container(node)] + args, check=check)
+
+
+def _lab_containers() -> List[Dict[str, Any]]:
+    out = sh(["docker", "ps", "-a", "--filter", "label=" + LABEL, "--format", "{{json .}}"])
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _read_state() -> Optional[Dict[str, Any]]:
+    if not os.path.exists(STATE):
+        return None
+    with open(STATE, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _write_state(state: Dict[str, Any]) -> None:
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = STATE + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=2, sort_keys=True)
+    os.replace(tmp, STATE)
+
+
+class Lab:
+    def __init__(self, log=print) -> None:
+        self.log = log
+
+    # --- up -------------------------------------------------------------------------------------------------
+
+    def up(self, spec: LabSpec) -> Dict[str, Any]:
+        plan = cabling(spec)  # refuses bad cabling before anything is created
+        state = _read_state()
+        existing = _lab_containers()
+        if state or existing:
+            if state and LabSpec(**state["spec"]) == spec and self._healthy(state):
+                self.log("lab %s of %d nodes is already up: nothing to do" % (spec.topology, spec.nodes))
+                return state
+            have = ("%s of %d nodes" % (state["spec"]["topology"], state["spec"]["nodes"])) if state else \
+                "%d leftover containers" % len(existing)
+            raise LabError("a different lab is up (%s): run `make sim-down` first" % have)
+        self._check_clashes(spec)
+        try:
+            return self._create(spec, plan)
+        except BaseException:
+            self.log("sim-up failed: cleaning up what it created")
+            self.down(quiet=True)
+            raise
+
+    def _check_clashes(self, spec: LabSpec) -> None:
+        for node in spec.node_names():
+            res = subprocess.run(["docker", "inspect", container(node)], capture_output=True)
+            if res.returncode == 0:
+                raise LabError("a container named %s exists and is not part of a lab: remove it or rename it"
+                               % container(node))
+        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode == 0:
+            labels = sh(["docker", "network", "inspect", "-f", "{{json .Labels}}", NETWORK]).strip()
+            if LABEL not in labels:
+                raise LabError("a docker network named %s exists and is not the lab's" % NETWORK)
+        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+            raise LabError("a bridge named %s exists: run `make sim-down` (it cleans leftovers too)" % BRIDGE)
+
+    def _create(self, spec: LabSpec, plan: Dict[str, Any]) -> Dict[str, Any]:
+        start = time.time()
+        img = image_mod.build(self.log)
+        self._ssh_key()
+        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode != 0:
+            sh(["docker", "network", "create", "--subnet", MGMT_SUBNET, "--label", LABEL + "=1", NETWORK])
+        nodes = {}
+        for i, node in enumerate(spec.node_names()):
+            addr = management_address(i)
+            sh(["docker", "run", "-d", "--name", container(node), "--hostname", node, "--network", NETWORK,
+                "--ip", addr, "--label", LABEL + "=1", "--label", "llmlab.node=" + node] + RUN_OPTS + [img])
+            nodes[node] = {"management_address": addr, "container": container(node)}
+        for node in nodes:
+            self._wait_booted(node)
+        state = {"spec": spec.as_dict(), "image": img, "nodes": nodes, "links": plan["links"],
+                 "cut": [], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if spec.topology == "switch":
+            sh(["ip", "link", "add", BRIDGE, "type", "bridge"])
+            sh(["ip", "link", "set", BRIDGE, "mtu", "9000", "up"])
+        for link in plan["links"]:
+            self._plug(link, spec.shape)
+        self._install_ssh(nodes)
+        _write_state(state)
+        self._write_inventory(state)
+        for node in nodes:
+            self._wait_ssh(node, nodes[node]["management_address"])
+        self.log("lab %s of %d nodes up in %.0f s; inventory %s" % (spec.topology, spec.nodes, time.time() - start,
+                                                                   os.path.relpath(INVENTORY, ROOT)))
+        return state
+
+    def _wait_booted(self, node: str, timeout: float = 90.0) -> None:
+        deadline = time.time() + timeout
+        last = ""
+        while time.time() < deadline:
+            res = subprocess.run(["docker", "exec", container(node), "systemctl", "is-system-running"],
+                                 capture_output=True, text=True)
+            last = res.stdout.strip()
+            if last in ("running", "degraded"):
+                if last == "degraded":
+                    failed = _exec(node, ["systemctl", "--failed", "--no-legend", "--plain"], check=False)
+                    raise LabError("node %s booted degraded: %s" % (node, failed.strip()))
+                return
+            time.sleep(0.5)
+        raise LabError("node %s did not finish booting in %.0f s (systemd: %s)" % (node, timeout, last or "?"))
+
+    # --- cables ---------------------------------------------------------------------------------------------
+
+    def _plug(self, link: Dict[str, Any], shape: Optional[str]) -> None:
+        """One veth pair per logical link, created straight into the nodes' network namespaces and renamed
+        there like the hardware's ports; switch ports get their other end on the lab bridge."""
+        a_node, a_port = link["a"]
+        tmp_a = "%s%da" % (VETH_PREFIX, link["id"])
+        if link["b"] is None:
+            tmp_b = "%s%ds" % (VETH_PREFIX, link["id"])
+            sh(["ip", "link", "add", tmp_a, "netns", str(_pid(a_node)), "type", "veth", "peer", "name", tmp_b])
+            sh(["ip", "link", "set", tmp_b, "mtu", "9000", "master", BRIDGE, "up"])
+        else:
+            b_node, b_port = link["b"]
+            tmp_b = "%s%db" % (VETH_PREFIX, link["id"])
+            sh(["ip", "link", "add", tmp_a, "netns", str(_pid(a_node)), "type", "veth",
+                "peer", "name", tmp_b, "netns", str(_pid(b_node))])
+            sh(_netns(b_node) + ["ip", "link", "set", tmp_b, "name", b_port])
+            sh(_netns(b_node) + ["ip", "link", "set", b_port, "up"])
+            if shape:
+                self._shape(b_node, b_port, shape)
+        sh(_netns(a_node) + ["ip", "link", "set", tmp_a, "name", a_port])
+        sh(_netns(a_node) + ["ip", "link", "set", a_port, "up"])
+        if shape:
+            self._shape(a_node, a_port, shape)
+
+    def _shape(self, node: str, port: str, shape: str) -> None:
+        """Rate-limit a port like its link class (tbf). This kernel has no netem: latency is not shaped."""
+        from .spec import LINKS
+        gbps = LINKS[shape]["gbps"]
+        sh(_netns(node) + ["tc", "qdisc", "replace", "dev", port, "root", "tbf", "rate", "%gGbit" % gbps,
+                           "burst", "1mb", "latency", "50ms"])
+
+    def _links_of(self, state: Dict[str, Any], node: str) -> List[Dict[str, Any]]:
+        return [l for l in state["links"] if l["a"][0] == node or (l["b"] and l["b"][0] == node)]
+
+    def _find_cable(self, state: Dict[str, Any], end: str) -> int:
+        node, _, port = end.partition(":")
+        for l in state["links"]:
+            for e in (l["a"], l["b"]):
+                if e and e[0] == node and e[1] == port:
+                    return int(l["cable"])
+        raise LabError("no cable ends at %s; cables: %s" % (end, ", ".join(sorted(
+            "%s:%s" % tuple(e) for l in state["links"] for e in (l["a"], l["b"]) if e))))
+
+    def _set_cable(self, end: str, up: bool) -> List[str]:
+        state = self._state()
+        cable = self._find_cable(state, end)
+        touched = []
+        for l in state["links"]:
+            if l["cable"] != cable:
+                continue
+            for e in (l["a"], l["b"]):
+                if e is None:  # the switch side: the node's port is what goes dark
+                    continue
+                sh(_netns(e[0]) + ["ip", "link", "set", e[1], "up" if up else "down"])
+                touched.append("%s:%s" % tuple(e))
+        cut = set(state.get("cut", []))
+        cut.discard(cable) if up else cut.add(cable)
+        state["cut"] = sorted(cut)
+        _write_state(state)
+        return touched
+
+    def cut(self, end: str) -> List[str]:
+        ends = self._set_cable(end, up=False)
+        self.log("cable cut: %s" % ", ".join(ends))
+        return ends
+
+    def restore(self, end: str) -> List[str]:
+        ends = self._set_cable(end, up=True)
+        self.log("cable restored: %s" % ", ".join(ends))
+        return ends
+
+    # --- nodes ----------------------------------------------------------------------------------------------
+
+    def stop(self, node: str) -> None:
+        state = self._state()
+        self._known(state, node)
+        sh(["docker", "stop", "-t", "20", container(node)])
+        self.log("node %s stopped (its cables died with its network namespace)" % node)
+
+    def start(self, node: str) -> None:
+        """Power a node back on: boot it and plug its cables again (veth pairs die with a namespace)."""
+        state = self._state()
+        self._known(state, node)
+        if {c["Names"]: c["State"] for c in _lab_containers()}.get(container(node)) == "running":
+            raise LabError("node %s is already running" % node)
+        sh(["docker", "start", container(node)])
+        self._wait_booted(node)
+        for link in self._links_of(state, node):
+            self._plug(link, state["spec"].get("shape"))
+            if link["cable"] in state.get("cut", []):
+                self._set_cable("%s:%s" % tuple(link["a"]), up=False)
+        self._wait_ssh(node, state["nodes"][node]["management_address"])
+        self.log("node %s started and re-cabled" % node)
+
+    def kill(self, node: str, process: str) -> int:
+        state = self._state()
+        self._known(state, node)
+        res = subprocess.run(["docker", "exec", container(node), "pkill", "-KILL", "-c", "-x", process],
+                             capture_output=True, text=True)
+        count = int((res.stdout or "0").strip() or 0)
+        if count == 0:
+            raise LabError("no process named %s runs on %s" % (process, node))
+        self.log("killed %d process(es) named %s on %s" % (count, process, node))
+        return count
+
+    def _known(self, state: Dict[str, Any], node: str) -> None:
+        if node not in state["nodes"]:
+            raise LabError("no node %s in the lab (nodes: %s)" % (node, ", ".join(state["nodes"])))
+
+    # --- SSH ------------------------------------------------------------------------------------------------
+
+    def _ssh_key(self) -> None:
+        os.makedirs(CACHE, exist_ok=True)
+        if not os.path.exists(KEY):
+            sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "llmlab-sim", "-f", KEY])
+
+    def _install_ssh(self, nodes: Dict[str, Dict[str, Any]]) -> None:
+        with open(KEY + ".pub", encoding="utf-8") as fh:
+            pub = fh.read()
+        lines = []
+        for node, info in nodes.items():
+            self._wait_for(lambda: subprocess.run(["docker", "exec", container(node), "test", "-s",
+                                                   "/etc/ssh/ssh_host_ed25519_key.pub"]).returncode == 0,
+                           "%s's SSH host key" % node)
+            _exec(node, ["install", "-d", "-m", "0700", "-o", "llmlab", "-g", "llmlab", "/home/llmlab/.ssh"])
+            sh(["docker", "exec", "-i", container(node), "sh", "-c",
+                "cat > /home/llmlab/.ssh/authorized_keys && chown llmlab:llmlab /home/llmlab/.ssh/authorized_keys"
+                " && chmod 0600 /home/llmlab/.ssh/authorized_keys"], input_=pub)
+            hostkey = _exec(node, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
+            lines.append("%s %s %s" % (info["management_address"], hostkey[0], hostkey[1]))
+        with open(KNOWN_HOSTS, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def _wait_for(self, check, what: str, timeout: float = 60.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if check():
+                return
+            time.sleep(0.5)
+        raise LabError("timed out waiting for %s" % what)
+
+    def _ssh_args(self, address: str) -> List[str]:
+        return ["ssh", "-i", KEY, "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + KNOWN_HOSTS,
+                "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=3", "llmlab@" + address]
+
+    def _wait_ssh(self, node: str, address: str) -> None:
+        self._wait_for(lambda: subprocess.run(self._ssh_args(address) + ["true"], capture_output=True).returncode == 0,
+                       "SSH to %s (%s)" % (node, address))
+
+    def _write_inventory(self, state: Dict[str, Any]) -> None:
+        spec = state["spec"]
+        lines = ["---", "# Written by the simulated lab (tools/simlab) for a %s of %d nodes. Do not edit: "
+                 "`make sim-up` rewrites it." % (spec["topology"], spec["nodes"]),
+                 "all:", "  vars:",
+                 "    ansible_user: llmlab",
+                 "    ansible_become: true",
+                 "    ansible_python_interpreter: /usr/bin/python3",
+                 "    ansible_ssh_private_key_file: %s" % KEY,
+                 "    ansible_ssh_common_args: >-",
+                 "      -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes" % KNOWN_HOSTS,
+                 "    llmlab_topology: %s" % spec["topology"],
+                 "    llmlab_management_networks: [%s]" % MGMT_SUBNET,
+                 "  children:", "    llmlab_nodes:", "      hosts:"]
+        for node, info in state["nodes"].items():
+            lines.append("        %s: {ansible_host: %s, llmlab_profile: sim}" % (node, info["management_address"]))
+        os.makedirs(os.path.dirname(INVENTORY), exist_ok=True)
+        with open(INVENTORY, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    # --- status and down ------------------------------------------------------------------------------------
+
+    def _state(self) -> Dict[str, Any]:
+        state = _read_state()
+        if not state:
+            raise LabError("no lab is up: run `make sim-up`")
+        return state
+
+    def _healthy(self, state: Dict[str, Any]) -> bool:
+        running = {c["Names"]: c["State"] for c in _lab_containers()}
+        return all(running.get(container(n)) == "running" for n in state["nodes"])
+
+    def status(self) -> List[Dict[str, Any]]:
+        state = _read_state()
+        if not state:
+            leftovers = _lab_containers()
+            self.log("no lab is up" + (" (but %d leftover containers: run `make sim-down`)" % len(leftovers)
+                                       if leftovers else ""))
+            return []
+        running = {c["Names"]: c["State"] for c in _lab_containers()}
+        rows = []
+        for node, info in state["nodes"].items():
+            st = running.get(container(node), "missing")
+            ports = []
+            if st == "running":
+                systemd = _exec(node, ["systemctl", "is-system-running"], check=False).strip()
+                for l in self._links_of(state, node):
+                    mine, other = (l["a"], l["b"]) if l["a"][0] == node else (l["b"], l["a"])
+                    ports.append("%s->%s%s" % (mine[1], "switch" if other is None else "%s:%s" % tuple(other),
+                                               " (cut)" if l["cable"] in state.get("cut", []) else ""))
+            else:
+                systemd = "-"
+            rows.append({"node": node, "container": st, "systemd": systemd,
+                         "management": info["management_address"], "ports": ports})
+        spec = state["spec"]
+        self.log("lab: %s of %d nodes%s, image %s" % (spec["topology"], spec["nodes"],
+                                                      ", shaped as %s" % spec["shape"] if spec.get("shape") else "",
+                                                      state["image"]))
+        for r in rows:
+            self.log("  %-6s %-8s %-8s %-15s %s" % (r["node"], r["container"], r["systemd"], r["management"],
+                                                   "  ".join(r["ports"])))
+        return rows
+
+    def down(self, quiet: bool = False) -> Dict[str, int]:
+        """Remove everything a lab (or a failed run of one) left: containers, network, bridge, veths, state."""
+        removed = {"containers": 0, "networks": 0, "links": 0}
+        for c in _lab_containers():
+            sh(["docker", "rm", "-f", "-v", c["ID"]])
+            removed["containers"] += 1
+        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode == 0:
+            sh(["docker", "network", "rm", NETWORK])
+            removed["networks"] += 1
+        for name in self._host_links():
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+            removed["links"] += 1
+        for path in (STATE, INVENTORY):
+            if os.path.exists(path):
+                os.remove(path)
+        if not quiet:
+            self.log("lab down: removed %(containers)d containers, %(networks)d networks, %(links)d links" % removed)
+        return removed
+
+    def _host_links(self) -> Iterable[str]:
+        out = sh(["ip", "-j", "link", "show"])
+        for link in json.loads(out or "[]"):
+            name = link.get("ifname", "")
+            if name == BRIDGE or name.startswith(VETH_PREFIX):
+                yield name
+
+    def leftovers(self) -> Dict[str, List[str]]:
+        """What of a lab exists on this machine (for tests of `down`)."""
+        nets = sh(["docker", "network", "ls", "--filter", "name=^%s$" % NETWORK, "--format", "{{.Name}}"]).split()
+        return {"containers": [c["Names"] for c in _lab_containers()], "networks": nets,
+                "links": list(self._host_links()),
+                "files": [p for p in (STATE, INVENTORY) if os.path.exists(p)]}
+
+
+def ports_with_peers(state: Dict[str, Any]) -> List[Tuple[str, str, Optional[str]]]:
+    """(node, port, 'peer:port' or 'switch') for every cable end, for verify playbooks."""
+    out = []
+    for l in state["links"]:
+        a, b = l["a"], l["b"]
+        out.append((a[0], a[1], "switch" if b is None else "%s:%s" % tuple(b)))
+        if b:
+            out.append((b[0], b[1], "%s:%s" % tuple(a)))
+    return out
