@@ -8,9 +8,14 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.requirements-$(shell sha256sum requirements-dev.txt | cut -c1-12)
 LINK      := .collections/ansible_collections/llmlab/cluster
 INVENTORY ?= inventories/lab
+TOPOLOGY  ?= ring
+NODES     ?= 3
+SHAPE     ?=
+SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv plan test lint unit integration build calibration-table clean
+.PHONY: help venv plan test lint unit integration lab molecule build calibration-table clean \
+	lab-host sim-image sim-up sim-down sim-status sim-cut sim-restore sim-stop sim-start sim-kill
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,7 +33,7 @@ venv: $(STAMP) $(LINK)  ## install the pinned tools into .venv and link the coll
 plan: venv  ## print the plan for INVENTORY (default inventories/lab) and write it to its artifacts/plan.json
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/plan.yml
 
-test: venv lint unit integration  ## everything CI runs: lint, unit tests with the calibration table, integration
+test: venv lint unit integration lab molecule  ## everything CI runs: lint, unit, integration, the lab and Molecule
 
 lint: venv  ## yamllint, ansible-lint (profile production), mypy over the planner
 	$(BIN)/yamllint -s .
@@ -42,6 +47,42 @@ unit: venv  ## unit and property tests of topology and planner, with the calibra
 integration: venv  ## the built collection installs and its modules, filters and plan playbook run
 	$(BIN)/pytest -q tests/integration
 
+lab: venv lab-host  ## the simulated lab's own tests: bring-up, SSH, cables, faults, clean teardown (root, docker)
+	$(BIN)/pytest -q tests/lab
+
+molecule: venv lab-host  ## every Molecule scenario on the simulated lab
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+
+lab-host:  ## install docker.io/debootstrap when missing and start dockerd (root)
+	tools/lab-host.sh
+
+sim-image: venv lab-host  ## build the lab's node image (only when its recipe changed)
+	$(SIMLAB) image
+
+sim-up: venv lab-host  ## boot a lab: make sim-up TOPOLOGY=ring|direct|switch NODES=3 [SHAPE=eth_5g]
+	$(SIMLAB) up --topology $(TOPOLOGY) --nodes $(NODES) $(if $(SHAPE),--shape $(SHAPE))
+
+sim-down: venv  ## remove the lab and anything a failed run left
+	$(SIMLAB) down
+
+sim-status: venv  ## nodes, systemd state, management addresses, cables
+	$(SIMLAB) status
+
+sim-cut: venv  ## cut a cable: make sim-cut END=node1:enp1s0f1np1
+	$(SIMLAB) cut $(END)
+
+sim-restore: venv  ## plug it back: make sim-restore END=node1:enp1s0f1np1
+	$(SIMLAB) restore $(END)
+
+sim-stop: venv  ## power a node off: make sim-stop NODE=node2
+	$(SIMLAB) stop $(NODE)
+
+sim-start: venv  ## power it on again (re-cabled): make sim-start NODE=node2
+	$(SIMLAB) start $(NODE)
+
+sim-kill: venv  ## SIGKILL a process on a node: make sim-kill NODE=node2 PROC=lldpd
+	$(SIMLAB) kill $(NODE) $(PROC)
+
 build: venv  ## ansible-galaxy collection build into build/
 	$(BIN)/ansible-galaxy collection build --force --output-path build .
 
@@ -50,5 +91,5 @@ calibration-table: venv  ## print the planner's calibration table for the README
 	from ansible_collections.llmlab.cluster.plugins.module_utils import calibration as c; \
 	print(c.markdown_table(c.score()))'
 
-clean:  ## remove the venv, builds and caches
-	rm -rf $(VENV) .collections build .pytest_cache .mypy_cache inventories/*/artifacts
+clean:  ## remove the venv, builds and caches (take the lab down first: make sim-down)
+	rm -rf $(VENV) .collections build .pytest_cache .mypy_cache .cache inventories/*/artifacts

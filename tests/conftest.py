@@ -14,3 +14,5 @@ if not os.path.exists(LINK):
     os.symlink(os.path.relpath(ROOT, os.path.dirname(LINK)), LINK)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+if ROOT not in sys.path:  # tools.simlab, the lab's own code
+    sys.path.insert(0, ROOT)

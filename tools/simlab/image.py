@@ -83,7 +83,8 @@ def build(log=print) -> str:
         log("building %s with debootstrap (%s, %d packages)" % (image, SUITE, len(PACKAGES)))
         subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, root, MIRROR],
                        check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["chroot", root, "/bin/sh", "-c", SETUP], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["chroot", root, "/bin/sh", "-c", SETUP], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(["docker", "import", "-c", 'CMD ["/sbin/init"]', "-c", "LABEL llmlab.recipe=" + recipe_hash(),
                         "-", image], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)

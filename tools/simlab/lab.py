@@ -108,10 +108,9 @@ class Lab:
             if res.returncode == 0:
                 raise LabError("a container named %s exists and is not part of a lab: remove it or rename it"
                                % container(node))
-        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode == 0:
-            labels = sh(["docker", "network", "inspect", "-f", "{{json .Labels}}", NETWORK]).strip()
-            if LABEL not in labels:
-                raise LabError("a docker network named %s exists and is not the lab's" % NETWORK)
+        exists = subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode == 0
+        if exists and not self._our_network():
+            raise LabError("a docker network named %s exists and is not the lab's" % NETWORK)
         if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
             raise LabError("a bridge named %s exists: run `make sim-down` (it cleans leftovers too)" % BRIDGE)
 
@@ -234,26 +233,47 @@ class Lab:
 
     # --- nodes ----------------------------------------------------------------------------------------------
 
+    def _ends_on(self, state: Dict[str, Any], node: str) -> List[Tuple[int, str, str]]:
+        """(link id, port, parking name) of every cable end on a node."""
+        out = []
+        for l in self._links_of(state, node):
+            for side, e in (("a", l["a"]), ("b", l["b"])):
+                if e and e[0] == node:
+                    out.append((int(l["id"]), e[1], "%sp%d%s" % (VETH_PREFIX, l["id"], side)))
+        return out
+
     def stop(self, node: str) -> None:
+        """Power a node off. Its cable ends are parked on the host first, down, so that the peers keep their
+        ports and see the carrier drop, as they would with a real box switched off."""
         state = self._state()
         self._known(state, node)
+        for _, port, park in self._ends_on(state, node):
+            sh(_netns(node) + ["ip", "link", "set", port, "down"])
+            sh(_netns(node) + ["ip", "link", "set", port, "name", park])
+            sh(_netns(node) + ["ip", "link", "set", park, "netns", str(os.getpid())])
         sh(["docker", "stop", "-t", "20", container(node)])
-        self.log("node %s stopped (its cables died with its network namespace)" % node)
+        self.log("node %s stopped; its cables are unplugged at its end" % node)
 
     def start(self, node: str) -> None:
-        """Power a node back on: boot it and plug its cables again (veth pairs die with a namespace)."""
+        """Power a node back on: boot it and plug its parked cable ends back in."""
         state = self._state()
         self._known(state, node)
         if {c["Names"]: c["State"] for c in _lab_containers()}.get(container(node)) == "running":
             raise LabError("node %s is already running" % node)
         sh(["docker", "start", container(node)])
         self._wait_booted(node)
-        for link in self._links_of(state, node):
-            self._plug(link, state["spec"].get("shape"))
-            if link["cable"] in state.get("cut", []):
-                self._set_cable("%s:%s" % tuple(link["a"]), up=False)
+        host_links = set(self._host_links())
+        by_id = {int(l["id"]): l for l in state["links"]}
+        for link_id, port, park in self._ends_on(state, node):
+            if park in host_links:
+                sh(["ip", "link", "set", park, "netns", str(_pid(node))])
+                sh(_netns(node) + ["ip", "link", "set", park, "name", port])
+                if by_id[link_id]["cable"] not in state.get("cut", []):
+                    sh(_netns(node) + ["ip", "link", "set", port, "up"])
+            else:  # the node died without `stop` (its veth pairs died with it): plug a new cable
+                self._plug(by_id[link_id], state["spec"].get("shape"))
         self._wait_ssh(node, state["nodes"][node]["management_address"])
-        self.log("node %s started and re-cabled" % node)
+        self.log("node %s started and its cables plugged back in" % node)
 
     def kill(self, node: str, process: str) -> int:
         state = self._state()
@@ -379,7 +399,7 @@ class Lab:
         for c in _lab_containers():
             sh(["docker", "rm", "-f", "-v", c["ID"]])
             removed["containers"] += 1
-        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode == 0:
+        if self._our_network():
             sh(["docker", "network", "rm", NETWORK])
             removed["networks"] += 1
         for name in self._host_links():
@@ -392,6 +412,11 @@ class Lab:
             self.log("lab down: removed %(containers)d containers, %(networks)d networks, %(links)d links" % removed)
         return removed
 
+    def _our_network(self) -> bool:
+        res = subprocess.run(["docker", "network", "inspect", "-f", "{{json .Labels}}", NETWORK], capture_output=True,
+                             text=True)
+        return res.returncode == 0 and LABEL in res.stdout
+
     def _host_links(self) -> Iterable[str]:
         out = sh(["ip", "-j", "link", "show"])
         for link in json.loads(out or "[]"):
@@ -401,7 +426,7 @@ class Lab:
 
     def leftovers(self) -> Dict[str, List[str]]:
         """What of a lab exists on this machine (for tests of `down`)."""
-        nets = sh(["docker", "network", "ls", "--filter", "name=^%s$" % NETWORK, "--format", "{{.Name}}"]).split()
+        nets = [NETWORK] if self._our_network() else []
         return {"containers": [c["Names"] for c in _lab_containers()], "networks": nets,
                 "links": list(self._host_links()),
                 "files": [p for p in (STATE, INVENTORY) if os.path.exists(p)]}
