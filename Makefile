@@ -14,7 +14,7 @@ SHAPE     ?=
 SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv plan test lint unit integration lab molecule build calibration-table clean \
+.PHONY: help venv demo plan test lint unit integration lab molecule build calibration-table clean \
 	lab-host sim-image sim-up sim-down sim-status sim-cut sim-restore sim-stop sim-start sim-kill
 
 help:  ## this list
@@ -29,6 +29,9 @@ $(LINK):
 	mkdir -p $(dir $(LINK)) && ln -sfn ../../.. $(LINK)
 
 venv: $(STAMP) $(LINK)  ## install the pinned tools into .venv and link the collection
+
+demo: venv sim-up  ## the main job on the simulated lab: boot it (TOPOLOGY/NODES) and run site.yml against it
+	$(BIN)/ansible-playbook -i inventories/sim site.yml
 
 plan: venv  ## print the plan for INVENTORY (default inventories/lab) and write it to its artifacts/plan.json
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/plan.yml

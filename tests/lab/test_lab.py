@@ -172,3 +172,27 @@ def test_a_name_clash_is_refused() -> None:
     finally:
         subprocess.run(["docker", "network", "rm", "llmlab-mgmt"], capture_output=True)
     assert nothing_left()["containers"] == []
+
+
+@pytest.mark.parametrize("topology,nodes", [("direct", 2), ("switch", 3)])
+def test_direct_and_switch_labs(topology: str, nodes: int) -> None:
+    simlab("down")
+    up = simlab("up", "--topology", topology, "--nodes", str(nodes), "--shape", "eth_5g")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        if topology == "direct":
+            assert lldp_neighbours("node1", 2) == {"enp1s0f1np1": "node2:enp1s0f0np0",
+                                                   "enP2p1s0f1np1": "node2:enP2p1s0f0np0"}
+        else:
+            bridge = json.loads(subprocess.run(["ip", "-j", "link", "show", "master", "llsw0"], capture_output=True,
+                                               text=True, check=True).stdout)
+            assert len(bridge) == nodes  # one switch port per node
+            for i in range(1, nodes + 1):
+                assert "LOWER_UP" in link("node%d" % i, "enp191s0")["flags"]
+        # shaping: every cable end is rate-limited like 5GbE
+        assert "rate 4700Mbit" in dexec("node1", "tc", "qdisc", "show", "dev",
+                                        "enp191s0" if topology == "switch" else "enp1s0f1np1")
+    finally:
+        down = simlab("down")
+    assert down.returncode == 0
+    assert nothing_left() == {"containers": [], "networks": [], "links": [], "files": []}
