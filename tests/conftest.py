@@ -16,3 +16,10 @@ if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 if ROOT not in sys.path:  # tools.simlab, the lab's own code
     sys.path.insert(0, ROOT)
+
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+# CI explores the same examples every run (no flaky red builds); developers' runs explore new ones.
+_hyp_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    _hyp_settings.load_profile("ci")

@@ -103,7 +103,8 @@ class Request:
 
 
 def _gb(x: float) -> float:
-    return round(x / 1e9, 2)
+    """Bytes as GB, rounded up to 0.01 GB: the reported need is never below the real one."""
+    return math.ceil(x / 1e7) / 100.0
 
 
 def _sig(x: float, digits: int = 4, up: bool = False) -> float:
@@ -390,16 +391,16 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
         mem, settings = _memory(be, t, p, used, req)
         cand.settings = settings
         cand.memory_per_node_gb = {k: _gb(v) for k, v in mem.items()}
-        short = {n.name: mem[n.name] / 1e9 - n.usable_memory_gb for n in used}
+        short = {n.name: cand.memory_per_node_gb[n.name] - n.usable_memory_gb for n in used}
         cand.fits = all(v <= 0 for v in short.values())
         cand.predicted, notes = _predict(be, t, p, used, req, settings)
         worst = max(short, key=lambda k: short[k])
         if cand.fits:
             cand.reasons.append("fits: %.1f GB of %.1f GB usable on the fullest node (%s)"
-                                % (mem[worst] / 1e9, cand.usable_memory_gb[worst], worst))
+                                % (cand.memory_per_node_gb[worst], cand.usable_memory_gb[worst], worst))
         else:
             cand.reasons.append("does not fit: %s needs %.1f GB, %.1f GB more than its %.1f GB usable"
-                                % (worst, mem[worst] / 1e9, short[worst], cand.usable_memory_gb[worst]))
+                                % (worst, cand.memory_per_node_gb[worst], short[worst], cand.usable_memory_gb[worst]))
             cand.reasons += ["hint: " + h for h in _fit_hints(cand, used, req)]
         cand.reasons += notes
         cand.reasons.append("predicted %.1f tok/s per sequence (physical limit %.1f), first token in %.2f s"
