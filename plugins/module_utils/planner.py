@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import (
     QUANTS, Model, normalize_quant, resolve_model)
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
-    BACKEND_CHOICES, BACKENDS, DEFAULT_CONTEXT, DEFAULT_PROMPT)
+    BACKEND_CHOICES, BACKEND_PEER_PORTS, BACKENDS, DEFAULT_CONTEXT, DEFAULT_PROMPT)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node, resolve_link
 from ansible_collections.llmlab.cluster.plugins.module_utils.topology import check_topology, resolve_nodes
@@ -430,6 +430,7 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     head += (", the fastest of %d fitting candidates" % fitting) if best.fits else \
         ", the fastest candidate, but NOTHING FITS (llmlab_fail_on_no_fit is false)"
     plan["reasons"] = [head] + best.reasons
+    plan["peer_ports"] = list(BACKEND_PEER_PORTS[best.backend])
     plan["model"] = m.as_dict()
     plan["quant"] = q
     plan["link"] = req.link

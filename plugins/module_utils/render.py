@@ -9,6 +9,7 @@ Nothing here re-plans: every function reads the ``fabric`` and ``plan`` dicts th
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Dict, List, Mapping, Sequence
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
@@ -124,3 +125,27 @@ def plan_table(fabric: Mapping[str, Any], plan: Mapping[str, Any]) -> List[str]:
         "%s %.1f of %.1f" % (n, gb, plan["usable_memory_gb"][n]) for n, gb in plan["memory_per_node_gb"].items()))
     lines += ["why: " + r for r in plan["reasons"]]
     return lines
+
+
+_LOSS = re.compile(r"(\d+(?:\.\d+)?)% packet loss")
+_RTT = re.compile(r"= [\d.]+/([\d.]+)/")
+
+
+def ping_matrix(hostvars: Mapping[str, Mapping[str, Any]], nodes: Sequence[str],
+                register: str = "__fabric_pings") -> List[str]:
+    """A table of the ping mesh: row pings column; each cell is the loss and the average round trip."""
+    cells: Dict[str, Dict[str, str]] = {}
+    for src in nodes:
+        results = (hostvars[src].get(register) or {}).get("results", [])
+        row = cells.setdefault(src, {})
+        for r in results:
+            out = str(r.get("stdout", ""))
+            loss = _LOSS.search(out)
+            rtt = _RTT.search(out)
+            if loss is None:
+                row[r["item"]] = "error"
+            else:
+                row[r["item"]] = "%s%% %s" % (loss.group(1), ("%.2fms" % float(rtt.group(1))) if rtt else "-")
+    header = ["from \\ to"] + list(nodes)
+    rows = [[src] + [("." if dst == src else cells.get(src, {}).get(dst, "?")) for dst in nodes] for src in nodes]
+    return _table(header, rows)

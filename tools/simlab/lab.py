@@ -128,6 +128,7 @@ class Lab:
             nodes[node] = {"management_address": addr, "container": container(node)}
         for node in nodes:
             self._wait_booted(node)
+            self._own_etc(node, first_boot=True)
         state = {"spec": spec.as_dict(), "image": img, "nodes": nodes, "links": plan["links"],
                  "cut": [], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if spec.topology == "switch":
@@ -143,6 +144,15 @@ class Lab:
         self.log("lab %s of %d nodes up in %.0f s; inventory %s" % (spec.topology, spec.nodes, time.time() - start,
                                                                    os.path.relpath(INVENTORY, ROOT)))
         return state
+
+    def _own_etc(self, node: str, first_boot: bool) -> None:
+        """Docker bind-mounts /etc/hosts and /etc/hostname, which no tool can replace atomically (rename fails
+        with EBUSY): unmount them so the node has real files, as a real box does. At first boot the node keeps
+        Docker's content; after a restart, the content it had before (what roles wrote there survives)."""
+        for path in ("/etc/hosts", "/etc/hostname"):
+            keep = "cp %s /run/llmlab-docker-etc && " % path if first_boot else ""
+            back = " && cat /run/llmlab-docker-etc > %s" % path if first_boot else ""
+            _exec(node, ["sh", "-c", "if mountpoint -q %s; then %sumount %s%s; fi" % (path, keep, path, back)])
 
     def _wait_booted(self, node: str, timeout: float = 90.0) -> None:
         deadline = time.time() + timeout
@@ -262,6 +272,7 @@ class Lab:
             raise LabError("node %s is already running" % node)
         sh(["docker", "start", container(node)])
         self._wait_booted(node)
+        self._own_etc(node, first_boot=False)
         host_links = set(self._host_links())
         by_id = {int(l["id"]): l for l in state["links"]}
         for link_id, port, park in self._ends_on(state, node):
