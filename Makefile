@@ -15,7 +15,7 @@ SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv demo plan test lint unit integration lab molecule build calibration-table clean \
-	lab-host sim-image sim-up sim-down sim-status sim-cut sim-restore sim-stop sim-start sim-kill
+	lab-host sim-image sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,12 @@ sim-cut: venv  ## cut a cable: make sim-cut END=node1:enp1s0f1np1
 
 sim-restore: venv  ## plug it back: make sim-restore END=node1:enp1s0f1np1
 	$(SIMLAB) restore $(END)
+
+sim-rename: venv  ## a hardware change: make sim-rename END=node1:enp1s0f1np1 NAME=enp2s0f1np1
+	$(SIMLAB) rename $(END) $(NAME)
+
+sim-replace: venv  ## swap a node for a new box (new SSH host keys): make sim-replace NODE=node3
+	$(SIMLAB) replace $(NODE)
 
 sim-stop: venv  ## power a node off: make sim-stop NODE=node2
 	$(SIMLAB) stop $(NODE)

@@ -143,6 +143,7 @@ class Node:
     switch_link: str
     mtu: int
     management_address: Optional[str] = None
+    fabric_address: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def all_ports(self) -> List[str]:
@@ -175,7 +176,7 @@ def resolve_node(spec: Mapping[str, Any]) -> Node:
     data.pop("description")
     overrides = {k: v for k, v in spec.items() if k not in ("name", "profile") and v is not None}
     for key, value in overrides.items():
-        if key in OVERRIDABLE or key == "management_address":
+        if key in OVERRIDABLE or key in ("management_address", "fabric_address"):
             data[key] = value
     for key in NUMERIC_FIELDS:
         value = data.get(key)
@@ -206,7 +207,8 @@ def resolve_node(spec: Mapping[str, Any]) -> Node:
         if data[key] not in LINKS:
             raise PlanError("unknown link %r" % (data[key],), host=name, variable="llmlab_profile_overrides.%s" % key,
                             fix="use one of: %s" % ", ".join(sorted(LINKS)))
-    extra = {k: v for k, v in overrides.items() if k not in OVERRIDABLE and k != "management_address"}
+    extra = {k: v for k, v in overrides.items()
+             if k not in OVERRIDABLE and k not in ("management_address", "fabric_address")}
     return Node(name=name, profile=profile, extra=extra, **data)
 
 

@@ -31,6 +31,8 @@ def inventory_nodes(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[s
                             fix="set llmlab_profile: gb10, strix_halo, generic or sim for this host")
         if hv.get("llmlab_mtu") is not None:
             node["mtu"] = hv["llmlab_mtu"]
+        if hv.get("llmlab_fabric_address") is not None:
+            node["fabric_address"] = hv["llmlab_fabric_address"]
         address = hv.get("ansible_host")
         try:
             node["management_address"] = str(ipaddress.ip_address(address)) if address else None

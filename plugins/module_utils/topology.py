@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from netaddr import AddrFormatError, IPNetwork
+from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import DEFAULT_POOL, TOPOLOGIES
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
@@ -197,6 +197,45 @@ def _pool(pool: Any, management_networks: Sequence[str]) -> IPNetwork:
     return net
 
 
+def _node_addresses(nodes: List[Node], block: IPNetwork) -> Dict[str, str]:
+    """Node i gets host i+1 of ``block`` unless its inventory pins one (``llmlab_fabric_address``): pinned
+    addresses must lie in the block and be unique; the others skip the pinned ones."""
+    pinned: Dict[str, str] = {}
+    owner: Dict[str, str] = {}
+    for n in nodes:
+        if n.fabric_address is None:
+            continue
+        try:
+            addr = IPAddress(str(n.fabric_address))
+        except (AddrFormatError, ValueError, TypeError):
+            raise PlanError("fabric address %r is not an IPv4 address" % (n.fabric_address,), host=n.name,
+                            variable="llmlab_fabric_address", fix="give an address such as %s" % block[1])
+        if addr not in block or addr in (block.network, block.broadcast):
+            raise PlanError("fabric address %s is outside %s, where node addresses live" % (addr, block), host=n.name,
+                            variable="llmlab_fabric_address", fix="pin an address between %s and %s"
+                                                                  % (block[1], block[-2]))
+        if str(addr) in owner:
+            raise PlanError("hosts %s and %s have the same fabric address %s" % (owner[str(addr)], n.name, addr),
+                            host=n.name, variable="llmlab_fabric_address",
+                            fix="give every host its own llmlab_fabric_address, or remove the pin")
+        owner[str(addr)] = n.name
+        pinned[n.name] = str(addr)
+    out: Dict[str, str] = {}
+    taken = set(owner)
+    for i, n in enumerate(nodes):
+        if n.name in pinned:
+            out[n.name] = pinned[n.name]
+            continue
+        k = i + 1
+        while str(block[k]) in taken:
+            k += 1
+            if k >= block.size - 1:
+                raise _too_small(block, "%d node addresses" % len(nodes))
+        out[n.name] = str(block[k])
+        taken.add(out[n.name])
+    return out
+
+
 def _too_small(net: IPNetwork, what: str) -> PlanError:
     return PlanError("address pool %s is too small for %s" % (net, what), variable="llmlab_fabric_pool",
                      fix="use a larger pool, e.g. a /%d" % max(net.prefixlen - 2, 8))
@@ -236,12 +275,13 @@ def plan_fabric(nodes: Any, topology: Any, cables: Any = None, pool: Any = DEFAU
                 host = sorted(mtus, key=lambda h: mtus[h])[0]
                 raise PlanError("nodes on one switch have different MTUs: %s" % mtus, host=host,
                                 variable="llmlab_mtu", fix="set one llmlab_mtu for the whole cluster")
-            for i, n in enumerate(resolved):
+            switch_addresses = _node_addresses(resolved, net)
+            for n in resolved:
                 port = n.switch_port or (n.ports[0] if n.ports else None)
                 if not port:
                     raise PlanError("node %s has no switch port" % n.name, host=n.name,
                                     variable="llmlab_profile_overrides.switch_port", fix="name the NIC cabled to the switch")
-                addr = net[i + 1]
+                addr = switch_addresses[n.name]
                 h = hosts[n.name]
                 h["node_address"] = str(addr)
                 h["interfaces"].append({"name": port, "address": "%s/%d" % (addr, net.prefixlen), "mtu": mtus[n.name],
@@ -249,9 +289,9 @@ def plan_fabric(nodes: Any, topology: Any, cables: Any = None, pool: Any = DEFAU
                 if port in n.rdma_devices:
                     h["rdma_devices"].append(n.rdma_devices[port])
                 links_out.append({"name": "switch-%s" % n.name, "a": "%s:%s" % (n.name, port), "b": "switch",
-                                  "subnet": str(net.cidr), "mtu": mtus[n.name], "cable": i})
+                                  "subnet": str(net.cidr), "mtu": mtus[n.name], "cable": len(links_out)})
         else:
-            hosts[resolved[0].name]["node_address"] = str(net[1])
+            hosts[resolved[0].name]["node_address"] = _node_addresses(resolved, net)[resolved[0].name]
         return _result(topology, routing, net, resolved, links_out, hosts)
 
     physical = _default_cables(resolved, topology) if not cables else _parse_cables(cables, resolved)
@@ -265,9 +305,9 @@ def plan_fabric(nodes: Any, topology: Any, cables: Any = None, pool: Any = DEFAU
         raise _too_small(net, "%d point-to-point links of /%d" % (len(logical), LINK_PREFIX))
     subnets = link_range.subnet(LINK_PREFIX)
 
-    for i, n in enumerate(resolved):
-        hosts[n.name]["node_address"] = str(lo_range[i + 1])
-        hosts[n.name]["loopback"] = True
+    for name, addr in _node_addresses(resolved, lo_range).items():
+        hosts[name]["node_address"] = addr
+        hosts[name]["loopback"] = True
 
     # interfaces and the neighbour table (host -> peer host -> [(local port, peer address), ...])
     adj: Dict[str, Dict[str, List[Tuple[str, str]]]] = {n.name: {} for n in resolved}
@@ -279,18 +319,18 @@ def plan_fabric(nodes: Any, topology: Any, cables: Any = None, pool: Any = DEFAU
             raise PlanError("the cable %s - %s joins ports with different MTUs (%d and %d)"
                             % (_fmt(a), _fmt(b), na.mtu, nb.mtu), host=b[0], variable="llmlab_mtu",
                             fix="set the same mtu on both hosts, or one llmlab_mtu for the cluster")
-        addr = {a: subnet[1], b: subnet[2]}
+        end_addr = {a: subnet[1], b: subnet[2]}
         name = "link-%d" % idx
         links_out.append({"name": name, "a": _fmt(a), "b": _fmt(b), "subnet": str(subnet), "mtu": link_mtu,
                           "cable": cable})
         for end, other in ((a, b), (b, a)):
             node = by_name[end[0]]
             hosts[end[0]]["interfaces"].append({
-                "name": end[1], "address": "%s/%d" % (addr[end], LINK_PREFIX), "mtu": link_mtu,
-                "peer": _fmt(other), "peer_address": str(addr[other]), "link": name})
+                "name": end[1], "address": "%s/%d" % (end_addr[end], LINK_PREFIX), "mtu": link_mtu,
+                "peer": _fmt(other), "peer_address": str(end_addr[other]), "link": name})
             if end[1] in node.rdma_devices:
                 hosts[end[0]]["rdma_devices"].append(node.rdma_devices[end[1]])
-            adj[end[0]].setdefault(other[0], []).append((end[1], str(addr[other])))
+            adj[end[0]].setdefault(other[0], []).append((end[1], str(end_addr[other])))
 
     multipath = topology == "ring" or len(logical) > 1
     if topology == "ring" and len(resolved) >= OSPF_MIN_RING:

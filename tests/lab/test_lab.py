@@ -189,6 +189,10 @@ def test_direct_and_switch_labs(topology: str, nodes: int) -> None:
             assert len(bridge) == nodes  # one switch port per node
             for i in range(1, nodes + 1):
                 assert "LOWER_UP" in link("node%d" % i, "enp191s0")["flags"]
+            # the switch forwards frames (Docker's FORWARD policy does not eat them): a test address each
+            dexec("node1", "ip", "addr", "add", "10.99.0.1/24", "dev", "enp191s0")
+            dexec("node2", "ip", "addr", "add", "10.99.0.2/24", "dev", "enp191s0")
+            assert " 0% packet loss" in dexec("node1", "ping", "-c", "2", "-W", "1", "10.99.0.2")
         # shaping: every cable end is rate-limited like 5GbE
         assert "rate 4700Mbit" in dexec("node1", "tc", "qdisc", "show", "dev",
                                         "enp191s0" if topology == "switch" else "enp1s0f1np1")

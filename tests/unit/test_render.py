@@ -72,3 +72,18 @@ def test_plan_table_shows_candidates_memory_and_why() -> None:
     assert "rejected: TP=3 does not divide the 64 attention heads" in text
     assert "memory per node (GB): gx10-a" in text
     assert "why: chosen: vllm_ray TP=1 PP=3" in text
+
+
+def test_ping_matrix_reads_loss_and_rtt() -> None:
+    ok = "3 packets transmitted, 3 received, 0% packet loss, time 401ms\nrtt min/avg/max/mdev = 0.050/0.081/0.120/0.02 ms"
+    lost = "3 packets transmitted, 0 received, 100% packet loss, time 2030ms"
+    hostvars = {
+        "a": {"__fabric_pings": {"results": [{"item": "b", "stdout": ok}, {"item": "c", "stdout": lost}]}},
+        "b": {"__fabric_pings": {"results": [{"item": "a", "stdout": ok}, {"item": "c", "stdout": "ping: bad"}]}},
+        "c": {},
+    }
+    lines = render.ping_matrix(hostvars, ["a", "b", "c"])
+    assert lines[0].split() == ["from", "\\", "to", "a", "b", "c"]
+    assert lines[2].split() == ["a", ".", "0%", "0.08ms", "100%", "-"]
+    assert lines[3].split() == ["b", "0%", "0.08ms", ".", "error"]
+    assert lines[4].split() == ["c", "?", "?", "."]

@@ -94,6 +94,17 @@ def test_node_addresses_are_stable_when_a_node_is_added() -> None:
         assert three["hosts"][name]["node_address"] == four["hosts"][name]["node_address"]
 
 
+def test_a_pinned_fabric_address_is_kept_and_skipped_by_the_others() -> None:
+    nodes = gb10(3)
+    nodes[2]["fabric_address"] = "10.213.0.2"   # gx10-c keeps the address it had before a reordering
+    f = plan_fabric(nodes, "ring")
+    assert [f["hosts"][n]["node_address"] for n in ("gx10-a", "gx10-b", "gx10-c")] == \
+        ["10.213.0.1", "10.213.0.3", "10.213.0.2"]
+    sw = plan_fabric([dict(n, fabric_address="10.213.0.50") if n["name"] == "gx10-a" else n for n in gb10(3)],
+                     "switch")
+    assert sw["hosts"]["gx10-a"]["interfaces"][0]["address"] == "10.213.0.50/24"
+
+
 def test_mtu_override_and_profile_default() -> None:
     assert plan_fabric(gb10(2), "direct")["links"][0]["mtu"] == 9000
     assert plan_fabric(gb10(2), "direct", mtu=1500)["links"][0]["mtu"] == 1500
@@ -150,6 +161,12 @@ def _cables(*pairs: str) -> List[List[str]]:
     (dict(nodes=gb10(3), topology="switch", cables=_cables("gx10-a:enp1s0f1np1 gx10-b:enp1s0f0np0")),
      "takes no cables", None, "llmlab_cables"),
     (dict(nodes=[], topology="single"), "non-empty list", None, "nodes"),
+    (dict(nodes=[dict(n, fabric_address="10.213.0.9") for n in gb10(2)] + gb10(1, "x-"), topology="ring"),
+     "hosts gx10-a and gx10-b have the same fabric address 10.213.0.9", "gx10-b", "llmlab_fabric_address"),
+    (dict(nodes=[dict(gb10(1)[0], fabric_address="10.213.0.200")] + gb10(3)[1:], topology="ring"),
+     "outside 10.213.0.0/25", "gx10-a", "llmlab_fabric_address"),
+    (dict(nodes=[dict(gb10(1)[0], fabric_address="ten")] + gb10(3)[1:], topology="ring"),
+     "not an IPv4 address", "gx10-a", "llmlab_fabric_address"),
 ])
 def test_bad_input_names_host_variable_and_fix(kwargs: Dict[str, Any], words: str, host: str, variable: str) -> None:
     with pytest.raises(PlanError) as err:

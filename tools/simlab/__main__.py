@@ -23,6 +23,11 @@ def main(argv=None) -> int:
     for name, helptext in (("cut", "cut a cable (both ConnectX-7 halves, both ends)"), ("restore", "plug it back")):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("end", help="one end of the cable, node:port (e.g. node1:enp1s0f1np1)")
+    r = sub.add_parser("rename", help="rename a port, as a hardware change would (new NIC name)")
+    r.add_argument("end", help="node:port")
+    r.add_argument("new_name")
+    rp = sub.add_parser("replace", help="swap a node for a new box of the same name (new SSH host keys)")
+    rp.add_argument("node")
     for name in ("stop", "start"):
         c = sub.add_parser(name, help="%s a node (a power cycle is stop then start)" % name)
         c.add_argument("node")
@@ -50,6 +55,10 @@ def main(argv=None) -> int:
             lab.cut(args.end)
         elif args.cmd == "restore":
             lab.restore(args.end)
+        elif args.cmd == "rename":
+            lab.rename(args.end, args.new_name)
+        elif args.cmd == "replace":
+            lab.replace(args.node)
         elif args.cmd == "stop":
             lab.stop(args.node)
         elif args.cmd == "start":

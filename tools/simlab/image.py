@@ -49,7 +49,8 @@ systemctl mask getty@tty1.service serial-getty@console.service console-getty.ser
 echo 'DAEMON_ARGS="-I enp*,enP*,thunderbolt*"' > /etc/default/lldpd
 printf 'configure lldp tx-interval 1\n' > /etc/lldpd.d/llmlab.conf
 apt-get clean
-rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*
+# the package lists stay, as on a real installed box (check mode needs them to tell what it would install)
+rm -rf /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*
 """
 REPOSITORY = "llmlab-node"
 

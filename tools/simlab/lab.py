@@ -18,6 +18,7 @@ KNOWN_HOSTS = os.path.join(CACHE, "known_hosts")
 INVENTORY = os.path.join(ROOT, "inventories", "sim", "hosts.yml")
 NETWORK = PREFIX + "-mgmt"
 BRIDGE = "llsw0"
+SWITCH_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", "-m", "comment", "--comment", "llmlab lab switch"]
 VETH_PREFIX = "llv"
 LABEL = "llmlab.lab"
 RUN_OPTS = [
@@ -134,6 +135,10 @@ class Lab:
         if spec.topology == "switch":
             sh(["ip", "link", "add", BRIDGE, "type", "bridge"])
             sh(["ip", "link", "set", BRIDGE, "mtu", "9000", "up"])
+            # Docker loads br_netfilter and sets FORWARD to DROP: bridged frames would die in iptables. A switch
+            # does not filter, so the lab's bridge is let through.
+            if subprocess.run(["iptables", "-C"] + SWITCH_RULE, capture_output=True).returncode != 0:
+                sh(["iptables", "-I"] + SWITCH_RULE)
         for link in plan["links"]:
             self._plug(link, spec.shape)
         self._install_ssh(nodes)
@@ -241,6 +246,33 @@ class Lab:
         self.log("cable restored: %s" % ", ".join(ends))
         return ends
 
+    def rename(self, end: str, new_name: str) -> None:
+        """A hardware change: the port at `end` shows up under another name (a new NIC, another slot)."""
+        state = self._state()
+        node, _, port = end.partition(":")
+        self._find_cable(state, end)
+        if not new_name or len(new_name) > 15:
+            raise LabError("a port name has 1 to 15 characters, got %r" % new_name)
+        sh(_netns(node) + ["ip", "link", "set", port, "down"])
+        sh(_netns(node) + ["ip", "link", "set", port, "name", new_name])
+        sh(_netns(node) + ["ip", "link", "set", new_name, "up"])
+        for l in state["links"]:
+            for e in (l["a"], l["b"]):
+                if e and e[0] == node and e[1] == port:
+                    e[1] = new_name
+        _write_state(state)
+        self.log("port renamed: %s is now %s:%s" % (end, node, new_name))
+
+    def replace(self, node: str) -> None:
+        """A node swapped for another box of the same name: new SSH host keys (the lab's own known_hosts,
+        the controller's view, is updated; the cluster's is the fabric role's job)."""
+        state = self._state()
+        self._known(state, node)
+        _exec(node, ["sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl restart ssh"])
+        self._install_ssh({node: state["nodes"][node]}, update=True)
+        self._wait_ssh(node, state["nodes"][node]["management_address"])
+        self.log("node %s replaced: new SSH host keys" % node)
+
     # --- nodes ----------------------------------------------------------------------------------------------
 
     def _ends_on(self, state: Dict[str, Any], node: str) -> List[Tuple[int, str, str]]:
@@ -308,7 +340,7 @@ class Lab:
         if not os.path.exists(KEY):
             sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "llmlab-sim", "-f", KEY])
 
-    def _install_ssh(self, nodes: Dict[str, Dict[str, Any]]) -> None:
+    def _install_ssh(self, nodes: Dict[str, Dict[str, Any]], update: bool = False) -> None:
         with open(KEY + ".pub", encoding="utf-8") as fh:
             pub = fh.read()
         lines = []
@@ -322,6 +354,10 @@ class Lab:
                 " && chmod 0600 /home/llmlab/.ssh/authorized_keys"], input_=pub)
             hostkey = _exec(node, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
             lines.append("%s %s %s" % (info["management_address"], hostkey[0], hostkey[1]))
+        if update and os.path.exists(KNOWN_HOSTS):
+            mine = {l.split()[0] for l in lines}
+            with open(KNOWN_HOSTS, encoding="utf-8") as fh:
+                lines = [l.rstrip("\n") for l in fh if l.split() and l.split()[0] not in mine] + lines
         with open(KNOWN_HOSTS, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
 
@@ -416,6 +452,9 @@ class Lab:
         for name in self._host_links():
             subprocess.run(["ip", "link", "del", name], capture_output=True)
             removed["links"] += 1
+        for _ in range(16):  # the switch's pass-through rule, as often as a crashed run may have added it
+            if subprocess.run(["iptables", "-D"] + SWITCH_RULE, capture_output=True).returncode != 0:
+                break
         for path in (STATE, INVENTORY):
             if os.path.exists(path):
                 os.remove(path)
@@ -438,8 +477,9 @@ class Lab:
     def leftovers(self) -> Dict[str, List[str]]:
         """What of a lab exists on this machine (for tests of `down`)."""
         nets = [NETWORK] if self._our_network() else []
+        rule = subprocess.run(["iptables", "-C"] + SWITCH_RULE, capture_output=True).returncode == 0
         return {"containers": [c["Names"] for c in _lab_containers()], "networks": nets,
-                "links": list(self._host_links()),
+                "links": list(self._host_links()) + (["iptables:" + " ".join(SWITCH_RULE)] if rule else []),
                 "files": [p for p in (STATE, INVENTORY) if os.path.exists(p)]}
 
 
