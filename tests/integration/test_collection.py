@@ -57,6 +57,8 @@ def test_module_failure_names_host_variable_and_fix(installed_collection: str, t
 
 @pytest.mark.parametrize("plugin,kind", [
     ("llmlab.cluster.fabric_plan", "module"), ("llmlab.cluster.parallel_plan", "module"),
+    ("llmlab.cluster.node_facts", "module"), ("llmlab.cluster.ping_matrix", "filter"),
+    ("llmlab.cluster.fabric", "role"),
     ("llmlab.cluster.inventory_nodes", "filter"), ("llmlab.cluster.rpc_servers", "filter"),
     ("llmlab.cluster.dllama_workers", "filter"), ("llmlab.cluster.comm_env", "filter"),
     ("llmlab.cluster.plan_table", "filter"), ("llmlab.cluster.plan", "role"),
@@ -176,8 +178,19 @@ def test_unknown_profile_is_refused_by_the_role_contract(tmp_path) -> None:
     assert "llmlab_profile" in res.stdout and "dgx-h100" in res.stdout and "gb10" in res.stdout
 
 
-def test_site_playbook_runs_the_plan_stage(tmp_path) -> None:
-    res = run(["ansible-playbook", "-i", "inventories/lab", "-i", _unreachable_override(tmp_path), "site.yml",
-               "--tags", "plan", "-e", "llmlab_plan_file=%s" % (tmp_path / "plan.json")])
+def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_path) -> None:
+    res = run(["ansible-playbook", "-i", "inventories/lab", "site.yml", "--list-tasks"])
     assert res.returncode == 0, res.stdout + res.stderr
-    assert os.path.isfile(tmp_path / "plan.json")
+    tasks = [l.strip() for l in res.stdout.splitlines() if "TAGS: [" in l]
+    roles = []
+    for line in tasks:
+        name, _, tags = line.rpartition("TAGS: [")
+        role = name.split(":")[0].split("|")[0].strip().split(".")[-1]
+        if "llmlab.cluster." in name:
+            assert role in tags, "task without its role's tag: %s" % line
+            if not roles or roles[-1] != role:
+                roles.append(role)
+    assert roles == ["plan", "fabric"]
+    for role in ("plan", "fabric"):
+        res = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/%s.yml" % role, "--list-tasks"])
+        assert res.returncode == 0 and "llmlab.cluster.%s" % role in res.stdout

@@ -93,6 +93,27 @@ def test_ring_of_four_answers_over_ssh_with_named_cables(ring4) -> None:
         assert dexec(node, "systemctl", "is-system-running").strip() == "running"
 
 
+def test_node_facts_reports_the_cabled_ports(ring4) -> None:
+    res = subprocess.run([os.path.join(BIN, "ansible"), "-i", "inventories/sim", "all", "-m", "llmlab.cluster.node_facts",
+                          "-o"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
+    assert res.returncode == 0, res.stdout + res.stderr
+    facts = {}
+    for line in res.stdout.splitlines():
+        if " | SUCCESS => " in line:
+            host, _, payload = line.partition(" | SUCCESS => ")
+            facts[host.strip()] = json.loads(payload)["llmlab_node"]
+    assert sorted(facts) == ["node1", "node2", "node3", "node4"]
+    with open(os.path.join(ROOT, ".cache", "simlab", "state.json"), encoding="utf-8") as fh:
+        state = json.load(fh)
+    for node, f in facts.items():
+        cabled = sorted(e[1] for l in state["links"] for e in (l["a"], l["b"]) if e and e[0] == node)
+        nics = {n["name"]: n for n in f["nics"]}
+        assert sorted(set(nics) & set(cabled)) == cabled
+        assert all(nics[p]["carrier"] and nics[p]["virtual"] and nics[p]["rdma_device"] is None for p in cabled)
+        assert f["memory_gb"] > 1 and f["os"]["family"] == "debian" and f["gpus"] == [] and f["unified_memory"]
+
+
 def test_second_up_is_a_no_op_and_a_different_lab_is_refused(ring4) -> None:
     again = simlab("up", "--topology", "ring", "--nodes", "4")
     assert again.returncode == 0 and "nothing to do" in again.stdout
