@@ -12,7 +12,7 @@ short_description: What a cluster node has - architecture, memory, GPUs, NICs wi
 version_added: "0.1.0"
 description:
   - Reads, and never changes, what the planner and the preflight contract need to know of a node. Runs on the node.
-  - Memory from /proc/meminfo (on unified-memory boxes such as GB10 it is the GPU's memory too: nvidia-smi reports
+  - Memory from /proc/meminfo (on unified-memory boxes such as GB10 it is the GPU's memory too, nvidia-smi reports
     none there); NVIDIA GPUs from C(nvidia-smi --query-gpu), AMD GPUs from C(rocminfo); network interfaces from
     /sys/class/net with the RoCE device behind each from /sys/class/infiniband/*/device/net.
   - Returns them as C(ansible_facts.llmlab_node) as well, so that C(hostvars) carry them.
