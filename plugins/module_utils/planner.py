@@ -417,8 +417,16 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     candidates.sort(key=rank)
     best = candidates[0]
     if best.rejected or not best.fits:
-        why = "; ".join(best.reasons[:3])
-        if fail_on_no_fit or best.rejected:
+        if best.rejected:  # nothing could run at all: every distinct reason, once
+            why = "; ".join(dict.fromkeys(r[len("rejected: "):] for c in candidates for r in c.reasons))
+        else:
+            why = "; ".join(best.reasons[:3])
+        if best.rejected:
+            raise PlanError("no candidate can run %s in %s on %d node(s): %s" % (m.id, q, len(resolved), why),
+                            variable="llmlab_backend",
+                            fix="choose a backend, quantization and node count that go together (the reasons say "
+                                "what each backend needs), or llmlab_backend: auto")
+        if fail_on_no_fit:
             raise PlanError("no plan fits %s in %s on %d node(s): %s" % (m.id, q, len(resolved), why),
                             variable="llmlab_model",
                             fix="use a smaller llmlab_quant or add nodes (see the hints), or set "

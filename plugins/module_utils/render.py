@@ -12,6 +12,7 @@ import ipaddress
 import re
 from typing import Any, Dict, List, Mapping, Sequence
 
+from ansible_collections.llmlab.cluster.plugins.module_utils.contract import facts_errors, inventory_errors, messages
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 
 def inventory_nodes(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str]) -> List[Dict[str, Any]]:
@@ -151,3 +152,15 @@ def ping_matrix(hostvars: Mapping[str, Mapping[str, Any]], nodes: Sequence[str],
     header = ["from \\ to"] + list(nodes)
     rows = [[src] + [("." if dst == src else cells.get(src, {}).get(dst, "?")) for dst in nodes] for src in nodes]
     return _table(header, rows)
+
+
+def contract_errors(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+                    group: str = "llmlab_nodes") -> List[str]:
+    """The inventory contract's violations as messages (empty when the inventory is sound)."""
+    return messages(inventory_errors(groups, hostvars, group))
+
+
+def facts_contract_errors(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """What the nodes' facts (node_facts) contradict in the plan, as messages."""
+    facts = {h: hostvars[h]["llmlab_node"] for h in plan["fabric"]["nodes"] if "llmlab_node" in hostvars[h]}
+    return messages(facts_errors(plan["fabric"], plan["plan"], facts, plan["plan"].get("usable_memory_gb", {})))

@@ -181,16 +181,13 @@ def test_unknown_profile_is_refused_by_the_role_contract(tmp_path) -> None:
 def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_path) -> None:
     res = run(["ansible-playbook", "-i", "inventories/lab", "site.yml", "--list-tasks"])
     assert res.returncode == 0, res.stdout + res.stderr
-    tasks = [l.strip() for l in res.stdout.splitlines() if "TAGS: [" in l]
-    roles = []
-    for line in tasks:
+    plays = [l.split(": ", 1)[1].split("\t")[0] for l in res.stdout.splitlines() if l.strip().startswith("play #")]
+    assert plays[0].startswith("Preflight") and plays[-1] == "Apply the cluster fabric"
+    for line in (l.strip() for l in res.stdout.splitlines() if "TAGS: [" in l and "llmlab.cluster." in l):
         name, _, tags = line.rpartition("TAGS: [")
-        role = name.split(":")[0].split("|")[0].strip().split(".")[-1]
-        if "llmlab.cluster." in name:
-            assert role in tags, "task without its role's tag: %s" % line
-            if not roles or roles[-1] != role:
-                roles.append(role)
-    assert roles == ["plan", "fabric"]
-    for role in ("plan", "fabric"):
+        role = name.split(" : ")[0].split(".")[-1]
+        assert role in tags, "task without its role's tag: %s" % line
+    assert "Check, learn and plan\tTAGS: [always, preflight]" in res.stdout
+    for role in ("plan", "preflight", "fabric"):
         res = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/%s.yml" % role, "--list-tasks"])
-        assert res.returncode == 0 and "llmlab.cluster.%s" % role in res.stdout
+        assert res.returncode == 0, res.stdout + res.stderr

@@ -107,7 +107,12 @@ def test_too_big_says_by_how_much_and_what_would_fit() -> None:
 
 
 @pytest.mark.parametrize("kwargs,words,variable", [
-    (dict(backend="distributed_llama", tensor_parallel=3), "no plan fits", "llmlab_model"),
+    (dict(backend="distributed_llama", tensor_parallel=3),
+     "no candidate can run meta-llama/Llama-3.1-8B-Instruct in q4_0 on 3 node(s): distributed-llama needs a "
+     "power-of-two node count, not 3", "llmlab_backend"),
+    (dict(backend="distributed_llama", quant="fp16"),
+     "distributed_llama cannot load fp16 weights (it loads q4_0, f32); distributed-llama needs a power-of-two node "
+     "count, not 3", "llmlab_backend"),
     (dict(backend="mlx"), "unknown backend", "llmlab_backend"),
     (dict(quant="q1"), "unknown quantization", "llmlab_quant"),
     (dict(model="nope/nope"), "not in the catalog", "llmlab_model"),
@@ -168,7 +173,7 @@ def test_plan_properties(req: Dict[str, Any]) -> None:
     try:
         plan = plan_parallel(**req)
     except PlanError as exc:
-        assert "no plan fits" in str(exc)  # only when every candidate is structurally impossible
+        assert "no candidate can run" in str(exc)  # only when every candidate is structurally impossible
         return
     model = catalog.resolve_model(req["model"])
     bpw = catalog.bytes_per_weight(req["quant"])

@@ -1,0 +1,16 @@
+# -*- coding: utf-8 -*-
+# Copyright: llmlab.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Documentation: facts_contract_errors.yml beside this file.
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+from ansible_collections.llmlab.cluster.plugins.module_utils.render import facts_contract_errors
+from ansible_collections.llmlab.cluster.plugins.plugin_utils.filters import as_filter
+
+
+class FilterModule:
+    def filters(self) -> Dict[str, Callable[..., Any]]:
+        return {"facts_contract_errors": as_filter(facts_contract_errors)}
