@@ -58,7 +58,8 @@ def test_module_failure_names_host_variable_and_fix(installed_collection: str, t
 @pytest.mark.parametrize("plugin,kind", [
     ("llmlab.cluster.fabric_plan", "module"), ("llmlab.cluster.parallel_plan", "module"),
     ("llmlab.cluster.node_facts", "module"), ("llmlab.cluster.ping_matrix", "filter"),
-    ("llmlab.cluster.fabric", "role"),
+    ("llmlab.cluster.fabric", "role"), ("llmlab.cluster.preflight", "role"),
+    ("llmlab.cluster.container_runtime", "role"), ("llmlab.cluster.contract_errors", "filter"),
     ("llmlab.cluster.inventory_nodes", "filter"), ("llmlab.cluster.rpc_servers", "filter"),
     ("llmlab.cluster.dllama_workers", "filter"), ("llmlab.cluster.comm_env", "filter"),
     ("llmlab.cluster.plan_table", "filter"), ("llmlab.cluster.plan", "role"),
@@ -182,12 +183,13 @@ def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_p
     res = run(["ansible-playbook", "-i", "inventories/lab", "site.yml", "--list-tasks"])
     assert res.returncode == 0, res.stdout + res.stderr
     plays = [l.split(": ", 1)[1].split("\t")[0] for l in res.stdout.splitlines() if l.strip().startswith("play #")]
-    assert plays[0].startswith("Preflight") and plays[-1] == "Apply the cluster fabric"
+    assert plays[0].startswith("Preflight")
+    assert plays.index("Apply the cluster fabric") < plays.index("Install and configure the container runtime")
     for line in (l.strip() for l in res.stdout.splitlines() if "TAGS: [" in l and "llmlab.cluster." in l):
         name, _, tags = line.rpartition("TAGS: [")
         role = name.split(" : ")[0].split(".")[-1]
         assert role in tags, "task without its role's tag: %s" % line
     assert "Check, learn and plan\tTAGS: [always, preflight]" in res.stdout
-    for role in ("plan", "preflight", "fabric"):
+    for role in ("plan", "preflight", "fabric", "container_runtime"):
         res = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/%s.yml" % role, "--list-tasks"])
         assert res.returncode == 0, res.stdout + res.stderr
