@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import (
-    QUANTS, Model, normalize_quant, resolve_model)
+    QUANTS, Model, model_weight_bytes, normalize_quant, resolve_model)
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
     BACKEND_CHOICES, BACKEND_PEER_PORTS, BACKENDS, DEFAULT_CONTEXT, DEFAULT_PROMPT)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
@@ -197,7 +197,7 @@ def _structure_problems(backend: str, tp: int, pp: int, nodes: List[Node], req: 
 def _memory(backend: str, tp: int, pp: int, nodes: List[Node], req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
     """Bytes each node holds: its weight share + its KV cache share + the runtime's overhead."""
     m = req.model
-    weights = m.params_total_b * 1e9 * QUANTS[req.quant]
+    weights = model_weight_bytes(m, req.quant)
     kv_total = float(m.kv_elements_per_token) * KV_BYTES[backend] * req.context_tokens * req.concurrency
     overhead = RUNTIME_OVERHEAD_GB[backend] * 1e9
     mem: Dict[str, float] = {}
@@ -236,7 +236,7 @@ def _predict(backend: str, tp: int, pp: int, nodes: List[Node], req: Request,
     flops = 2.0 * m.params_active_b * 1e9 * req.prompt_tokens * c
     pfe = {n.name: PREFILL_EFFICIENCY[backend][n.accelerator] for n in nodes}
     tfl = {n.name: n.compute_tflops * 1e12 for n in nodes}
-    prefill_floor_bytes = m.params_total_b * 1e9 * QUANTS[req.quant] if m.is_moe else step["weights"]
+    prefill_floor_bytes = model_weight_bytes(m, req.quant) if m.is_moe else step["weights"]
 
     if backend in ("vllm_ray", "distributed_llama"):
         # tp ranks per stage work at once; stages of one sequence run one after another

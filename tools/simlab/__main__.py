@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from .image import build as image_build
 from .lab import Lab
 from .spec import LabError, validate
 
@@ -42,29 +43,20 @@ def main(argv=None) -> int:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, veth pairs, docker)")
         lab = Lab()
-        if args.cmd == "image":
-            from .image import build
-            build()
-        elif args.cmd == "up":
-            lab.up(spec)
-        elif args.cmd == "down":
-            lab.down()
-        elif args.cmd == "status":
-            lab.status()
-        elif args.cmd == "cut":
-            lab.cut(args.end)
-        elif args.cmd == "restore":
-            lab.restore(args.end)
-        elif args.cmd == "rename":
-            lab.rename(args.end, args.new_name)
-        elif args.cmd == "replace":
-            lab.replace(args.node)
-        elif args.cmd == "stop":
-            lab.stop(args.node)
-        elif args.cmd == "start":
-            lab.start(args.node)
-        elif args.cmd == "kill":
-            lab.kill(args.node, args.process)
+        actions = {
+            "image": image_build,
+            "up": lambda: lab.up(spec),
+            "down": lab.down,
+            "status": lab.status,
+            "cut": lambda: lab.cut(args.end),
+            "restore": lambda: lab.restore(args.end),
+            "rename": lambda: lab.rename(args.end, args.new_name),
+            "replace": lambda: lab.replace(args.node),
+            "stop": lambda: lab.stop(args.node),
+            "start": lambda: lab.start(args.node),
+            "kill": lambda: lab.kill(args.node, args.process),
+        }
+        actions[args.cmd]()
     except LabError as exc:
         print("simlab: %s" % exc, file=sys.stderr)
         return 2

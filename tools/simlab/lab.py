@@ -482,13 +482,3 @@ class Lab:
                 "links": list(self._host_links()) + (["iptables:" + " ".join(SWITCH_RULE)] if rule else []),
                 "files": [p for p in (STATE, INVENTORY) if os.path.exists(p)]}
 
-
-def ports_with_peers(state: Dict[str, Any]) -> List[Tuple[str, str, Optional[str]]]:
-    """(node, port, 'peer:port' or 'switch') for every cable end, for verify playbooks."""
-    out = []
-    for l in state["links"]:
-        a, b = l["a"], l["b"]
-        out.append((a[0], a[1], "switch" if b is None else "%s:%s" % tuple(b)))
-        if b:
-            out.append((b[0], b[1], "%s:%s" % tuple(a)))
-    return out
