@@ -7,6 +7,7 @@ PY        := $(VENV)/bin/python
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.requirements-$(shell sha256sum requirements-dev.txt | cut -c1-12)
 LINK      := .collections/ansible_collections/llmlab/cluster
+VAULTPASS := .cache/simlab/vault-pass
 INVENTORY ?= inventories/lab
 TOPOLOGY  ?= ring
 NODES     ?= 3
@@ -28,10 +29,14 @@ $(STAMP): requirements-dev.txt
 $(LINK):
 	mkdir -p $(dir $(LINK)) && ln -sfn ../../.. $(LINK)
 
-venv: $(STAMP) $(LINK)  ## install the pinned tools into .venv and link the collection
+$(VAULTPASS): | $(STAMP) $(LINK)
+	$(PY) -c 'from tools.simlab.inputs import ensure_vault_pass; ensure_vault_pass()'
 
-demo: venv sim-up  ## the main job on the simulated lab: boot it (TOPOLOGY/NODES) and run site.yml against it
+venv: $(STAMP) $(LINK) $(VAULTPASS)  ## install the pinned tools into .venv, link the collection, the lab's Vault password
+
+demo: venv sim-up  ## the main job on the simulated lab: boot it, run site.yml, print the plan and the benchmark
 	$(BIN)/ansible-playbook -i inventories/sim site.yml
+	@$(PY) -m tools.demo_report inventories/sim
 
 plan: venv  ## print the plan for INVENTORY (default inventories/lab) and write it to its artifacts/plan.json
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/plan.yml

@@ -117,9 +117,10 @@ _CATALOG: List[Model] = [
     _m("mistralai/Mistral-7B-Instruct-v0.3", "MistralForCausalLM", 7.25, 7.25, 32, 4096, 32, 8, 128, 32768,
        ["mistral-7b", "mistral:7b"], ffn=14336),
     # The simulated lab's model: a llama-architecture GGUF with random weights written by the lab itself
-    # from exactly these dimensions. Small enough for a 2-core machine, big enough to cost real compute.
-    _m("llmlab/tiny-llama-test", "LlamaForCausalLM", 0.0239, 0.0239, 8, 512, 8, 4, 64, 320,
-       ["tiny", "tiny-llama-test"], ffn=1408),
+    # from exactly these dimensions (tools/tiny_gguf.py). 152 MB in F16: small enough for a 2-core machine, big
+    # enough that every token costs real compute.
+    _m("llmlab/tiny-llama-test", "LlamaForCausalLM", 0.0760, 0.0760, 12, 768, 12, 4, 64, 320,
+       ["tiny", "tiny-llama-test"], ffn=2048),
 ]
 
 

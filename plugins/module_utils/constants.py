@@ -27,3 +27,6 @@ BACKEND_PEER_PORTS: Dict[str, Tuple[str, ...]] = {
     "vllm_ray": ("6379", "8265", "10001", "10002-10100", "20380", "20381", "29500"),
     "distributed_llama": ("9999",),
 }
+
+# The OpenAI-compatible API port of the head (llama-server, vLLM, distributed-llama's API server).
+DEFAULT_API_PORT = 8080

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import (
     QUANTS, Model, model_weight_bytes, normalize_quant, resolve_model)
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
-    BACKEND_CHOICES, BACKEND_PEER_PORTS, BACKENDS, DEFAULT_CONTEXT, DEFAULT_PROMPT)
+    BACKEND_CHOICES, BACKEND_PEER_PORTS, BACKENDS, DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_PROMPT)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node, resolve_link
 from ansible_collections.llmlab.cluster.plugins.module_utils.topology import check_topology, resolve_nodes
@@ -194,6 +194,28 @@ def _structure_problems(backend: str, tp: int, pp: int, nodes: List[Node], req: 
     return out
 
 
+def llamacpp_device_split(nodes: Sequence[Node], layers: Sequence[int], n_layers: int) -> Dict[str, Any]:
+    """The layer split in llama.cpp's own terms: ``--rpc`` devices first (the workers, in order), then the head's
+    local GPU. A head without one (a CPU build) keeps its layers on the CPU: llama.cpp offloads the *last*
+    ``-ngl`` layers (plus the output layer), so the head's share is what ``-ngl`` leaves out."""
+    head, workers = nodes[0], list(nodes[1:])
+    shares = list(layers[1:])
+    order = [w.name for w in workers]
+    ngl = n_layers + 1
+    if head.accelerator == "cpu":
+        ngl -= layers[0]
+    else:
+        order.append(head.name)
+        shares.append(layers[0])
+    total = float(sum(shares)) or 1.0
+    return {
+        "device_order": order,
+        "tensor_split": [round(s / total, 4) for s in shares],
+        "n_gpu_layers": ngl,
+        "head_device": head.accelerator != "cpu",
+    }
+
+
 def _memory(backend: str, tp: int, pp: int, nodes: List[Node], req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
     """Bytes each node holds: its weight share + its KV cache share + the runtime's overhead."""
     m = req.model
@@ -213,8 +235,7 @@ def _memory(backend: str, tp: int, pp: int, nodes: List[Node], req: Request) -> 
         for n, l in zip(nodes, layers):
             mem[n.name] = (weights + kv_total) * l / m.layers + overhead
         settings["layer_split"] = {n.name: l for n, l in zip(nodes, layers)}
-        settings["tensor_split"] = [round(l / float(m.layers), 4) for l in layers]
-        settings["n_gpu_layers"] = m.layers + 1
+        settings.update(llamacpp_device_split(nodes, layers, m.layers))
     else:
         embed = m.vocab * m.hidden * 4.0          # the root keeps the embedding table in f32
         for i, n in enumerate(nodes):
@@ -343,8 +364,12 @@ def _fit_hints(c: Candidate, nodes: List[Node], req: Request) -> List[str]:
 def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model: Any = None, quant: Any = "bf16",
                   backend: Any = "auto", tensor_parallel: Any = None, pipeline_parallel: Any = None,
                   context_tokens: Any = None, prompt_tokens: Any = None, concurrency: Any = None,
-                  fail_on_no_fit: bool = True) -> Dict[str, Any]:
-    """Enumerate and rank the candidate plans. Returns the chosen plan with ``candidates`` best first."""
+                  fail_on_no_fit: bool = True, api_address: Optional[str] = None,
+                  api_port: int = DEFAULT_API_PORT) -> Dict[str, Any]:
+    """Enumerate and rank the candidate plans. Returns the chosen plan with ``candidates`` best first.
+
+    ``api`` in the result is where the head serves clients: ``api_address`` when given, else the head's management
+    address (None when the inventory names it by DNS name only)."""
     resolved = resolve_nodes(nodes)
     check_topology(topology, len(resolved))
     if model is None:
@@ -439,6 +464,10 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
         ", the fastest candidate, but NOTHING FITS (llmlab_fail_on_no_fit is false)"
     plan["reasons"] = [head] + best.reasons
     plan["peer_ports"] = list(BACKEND_PEER_PORTS[best.backend])
+    head_node = next((n for n in resolved if n.name == best.nodes_used[0]), None) if best.nodes_used else None
+    plan["api"] = {"host": head_node.name if head_node else None,
+                   "address": api_address or (head_node.management_address if head_node else None),
+                   "port": int(api_port)}
     plan["model"] = m.as_dict()
     plan["quant"] = q
     plan["link"] = req.link

@@ -31,6 +31,10 @@ options:
     description: Where sysfs is mounted (for tests).
     type: path
     default: /sys
+  llamacpp_prefix:
+    description: Where the llamacpp_rpc role installs llama.cpp builds; the one in use is read from C(current/build.json).
+    type: path
+    default: /opt/llmlab/llamacpp
 """
 
 EXAMPLES = r"""
@@ -54,6 +58,12 @@ llmlab_node:
     kernel:
       description: Kernel release.
       type: str
+    cpus:
+      description: CPUs this node may run on (its affinity mask, so a container's cpuset counts).
+      type: int
+    llamacpp_build:
+      description: The llama.cpp build installed by the llamacpp_rpc role (C(id), C(version), C(flags), ...), or null.
+      type: dict
     os:
       description: C(id), C(version_id), C(pretty_name), C(family) from /etc/os-release.
       type: dict
@@ -79,6 +89,8 @@ llmlab_node:
       type: dict
 """
 
+import json
+import os
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
@@ -96,9 +108,16 @@ def _text(path: str) -> str:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(sys_root=dict(type="path", default="/sys")), supports_check_mode=True)
-    facts = {"arch": platform.machine(), "kernel": platform.release(),
+    module = AnsibleModule(argument_spec=dict(sys_root=dict(type="path", default="/sys"),
+                                              llamacpp_prefix=dict(type="path", default="/opt/llmlab/llamacpp")),
+                           supports_check_mode=True)
+    facts = {"arch": platform.machine(), "kernel": platform.release(), "cpus": len(os.sched_getaffinity(0)),
              "os": parse_os_release(_text("/etc/os-release"))}
+    stamp = _text(os.path.join(module.params["llamacpp_prefix"], "current", "build.json"))
+    try:
+        facts["llamacpp_build"] = json.loads(stamp) if stamp else None
+    except ValueError:
+        facts["llamacpp_build"] = {"error": "unreadable build.json"}
     facts.update(parse_meminfo(_text("/proc/meminfo")))
     gpus = []
     smi = module.get_bin_path("nvidia-smi")

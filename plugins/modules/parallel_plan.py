@@ -79,6 +79,13 @@ options:
     description: Fail when no candidate fits. When false, the best candidate is returned with C(fits=false).
     type: bool
     default: true
+  api_address:
+    description: Where the head serves clients; empty takes the head's management address (C(ansible_host)).
+    type: str
+  api_port:
+    description: The head's API port.
+    type: int
+    default: 8080
 """
 
 EXAMPLES = r"""
@@ -134,8 +141,12 @@ plan:
       description: C(decode_tok_s) per sequence, C(aggregate_tok_s), C(ttft_s), C(physical_limit_tok_s).
       type: dict
     settings:
-      description: Backend settings the plan implies (llama.cpp C(layer_split) and C(tensor_split),
-        distributed-llama C(buffer_float_type), vLLM C(distributed_executor_backend)).
+      description: Backend settings the plan implies (llama.cpp C(layer_split) by node, and in llama.cpp's device
+        order - C(--rpc) workers first, then the head's own GPU - C(device_order), C(tensor_split), C(n_gpu_layers),
+        C(head_device); distributed-llama C(buffer_float_type), vLLM C(distributed_executor_backend)).
+      type: dict
+    api:
+      description: Where the head serves clients - C(host), C(address), C(port).
       type: dict
     reasons:
       description: Why, in plain words.
@@ -159,7 +170,7 @@ except ImportError:
     NETADDR_ERROR = traceback.format_exc()
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
-    BACKEND_CHOICES, DEFAULT_CONTEXT, DEFAULT_PROMPT, TOPOLOGIES)
+    BACKEND_CHOICES, DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_PROMPT, TOPOLOGIES)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 
 
@@ -178,6 +189,8 @@ def main() -> None:
             prompt_tokens=dict(type="int", default=DEFAULT_PROMPT),
             concurrency=dict(type="int", default=1),
             fail_on_no_fit=dict(type="bool", default=True),
+            api_address=dict(type="str"),
+            api_port=dict(type="int", default=DEFAULT_API_PORT),
         ),
         supports_check_mode=True,
     )
@@ -189,7 +202,8 @@ def main() -> None:
                              backend=p["backend"], tensor_parallel=p["tensor_parallel"],
                              pipeline_parallel=p["pipeline_parallel"], context_tokens=p["context_tokens"],
                              prompt_tokens=p["prompt_tokens"], concurrency=p["concurrency"],
-                             fail_on_no_fit=p["fail_on_no_fit"])
+                             fail_on_no_fit=p["fail_on_no_fit"], api_address=p["api_address"] or None,
+                             api_port=p["api_port"])
     except PlanError as exc:
         module.fail_json(msg=str(exc), error=exc.as_dict())
     module.exit_json(changed=False, plan=plan)

@@ -50,8 +50,23 @@ def test_expected_choices(case: Dict[str, Any], backend: str, tp: int, pp: int, 
 def test_lab_layer_split_and_tensor_split() -> None:
     plan = plan_parallel(nodes("sim", 3), "ring", model="tiny", quant="fp16", backend="llamacpp_rpc",
                          pipeline_parallel=3)
-    assert plan["settings"]["layer_split"] == {"sim-0": 3, "sim-1": 3, "sim-2": 2}
+    assert plan["settings"]["layer_split"] == {"sim-0": 4, "sim-1": 4, "sim-2": 4}
     assert sum(plan["settings"]["tensor_split"]) == pytest.approx(1.0)
+
+
+def test_llamacpp_device_order_cpu_head_keeps_its_layers_on_the_cpu() -> None:
+    # llama.cpp puts --rpc devices first; a CPU head is no device: -ngl leaves its 4 layers (the first) local
+    s = plan_parallel(nodes("sim", 3), "ring", model="tiny", quant="fp16", backend="llamacpp_rpc",
+                      pipeline_parallel=3)["settings"]
+    assert (s["device_order"], s["tensor_split"], s["n_gpu_layers"], s["head_device"]) == \
+        (["sim-1", "sim-2"], [0.5, 0.5], 12 + 1 - 4, False)
+
+
+def test_llamacpp_device_order_gpu_head_comes_last() -> None:
+    s = plan_parallel(nodes("gb10", 3), "ring", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
+                      backend="llamacpp_rpc", pipeline_parallel=3)["settings"]
+    assert s["device_order"] == ["gb10-1", "gb10-2", "gb10-0"] and s["n_gpu_layers"] == 81 and s["head_device"]
+    assert s["tensor_split"] == [round(l / 80, 4) for l in (s["layer_split"][n] for n in s["device_order"])]
 
 
 def test_layer_split_follows_usable_memory() -> None:

@@ -9,6 +9,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import image as image_mod
+from . import inputs
 from .spec import MGMT_SUBNET, PREFIX, ROOT, LabError, LabSpec, cabling, management_address
 
 CACHE = os.path.join(ROOT, ".cache", "simlab")
@@ -86,6 +87,7 @@ class Lab:
 
     def up(self, spec: LabSpec) -> Dict[str, Any]:
         plan = cabling(spec)  # refuses bad cabling before anything is created
+        inputs.ensure(self.log)  # the model file and the Vault-encrypted API key the inventory names
         state = _read_state()
         existing = _lab_containers()
         if state or existing:

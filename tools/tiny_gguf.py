@@ -1,0 +1,116 @@
+"""Write the lab's model: a llama-architecture GGUF with random weights, from the catalog's dimensions.
+
+    python -m tools.tiny_gguf OUT.gguf [--model llmlab/tiny-llama-test] [--seed 0]
+
+The weights are drawn from a seeded generator, so the same gguf package writes the same bytes and the file's SHA-256
+can be pinned in the lab inventory (tests/unit/test_tiny_gguf.py checks that it still is). It prints the SHA-256.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from typing import List, Tuple
+
+import gguf
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".collections"))
+from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import resolve_model  # noqa: E402
+
+CONTEXT = 4096
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def vocab(size: int) -> Tuple[List[bytes], List[float], List[int]]:
+    """SentencePiece-style: <unk> <s> </s>, the 256 byte tokens, then word pieces up to ``size``."""
+    T = gguf.TokenType
+    tokens = [b"<unk>", b"<s>", b"</s>"] + [("<0x%02X>" % i).encode() for i in range(256)]
+    types = [T.UNKNOWN, T.CONTROL, T.CONTROL] + [T.BYTE] * 256
+    pieces = [c for c in "etaoinshrdlucmfwypvbgkjqxz"] + ["\u2581" + w for w in (
+        "the of and to in is that it was for on are as with his they at be this from have or by one had not but "
+        "what all were when we there can an your which their said if do will each about how up out them").split()]
+    for p in pieces:
+        if len(tokens) >= size:
+            break
+        tokens.append(p.encode())
+        types.append(T.NORMAL)
+    if len(tokens) != size:
+        raise SystemExit("the vocabulary needs %d tokens, the writer has %d" % (size, len(tokens)))
+    scores = [0.0] * 3 + [-1000.0] * 256 + [-float(i) for i in range(size - 259)]
+    return tokens, scores, [int(t) for t in types]
+
+
+def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) -> str:
+    m = resolve_model(model_id)
+    rng = np.random.default_rng(seed)
+    hd, ff, v = m.head_dim, m.ffn, m.vocab
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
+
+    ones = np.ones(m.hidden, dtype=np.float32)
+    wr = gguf.GGUFWriter(path, "llama")
+    wr.add_name(m.id.split("/")[-1])
+    wr.add_context_length(CONTEXT)
+    wr.add_embedding_length(m.hidden)
+    wr.add_block_count(m.layers)
+    wr.add_feed_forward_length(ff)
+    wr.add_head_count(m.heads)
+    wr.add_head_count_kv(m.kv_heads)
+    wr.add_rope_dimension_count(hd)
+    wr.add_layer_norm_rms_eps(1e-5)
+    wr.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    tokens, scores, types = vocab(v)
+    wr.add_tokenizer_model("llama")
+    wr.add_token_list(tokens)
+    wr.add_token_scores(scores)
+    wr.add_token_types(types)
+    wr.add_bos_token_id(1)
+    wr.add_eos_token_id(2)
+    wr.add_unk_token_id(0)
+    wr.add_chat_template(CHATML)
+    # numpy shapes are the reverse of ggml's: token_embd is ggml {hidden, vocab}
+    wr.add_tensor("token_embd.weight", w(v, m.hidden))
+    for i in range(m.layers):
+        b = "blk.%d." % i
+        wr.add_tensor(b + "attn_norm.weight", ones)
+        wr.add_tensor(b + "attn_q.weight", w(m.heads * hd, m.hidden))
+        wr.add_tensor(b + "attn_k.weight", w(m.kv_heads * hd, m.hidden))
+        wr.add_tensor(b + "attn_v.weight", w(m.kv_heads * hd, m.hidden))
+        wr.add_tensor(b + "attn_output.weight", w(m.hidden, m.heads * hd))
+        wr.add_tensor(b + "ffn_norm.weight", ones)
+        wr.add_tensor(b + "ffn_gate.weight", w(ff, m.hidden))
+        wr.add_tensor(b + "ffn_up.weight", w(ff, m.hidden))
+        wr.add_tensor(b + "ffn_down.weight", w(m.hidden, ff))
+    wr.add_tensor("output_norm.weight", ones)
+    wr.add_tensor("output.weight", w(v, m.hidden))
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main(argv: List[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--model", default="llmlab/tiny-llama-test")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    tmp = a.out + ".part"
+    digest = write(tmp, a.model, a.seed)
+    os.replace(tmp, a.out)
+    print("%s  %s" % (digest, a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
