@@ -43,6 +43,29 @@ def test_modules_run_by_fqcn_from_the_installed_tarball(installed_collection: st
     assert plan["candidates"][0]["backend"] == "vllm_ray"
 
 
+def test_gguf_info_checks_the_lab_model_and_refuses_other_files(installed_collection: str, tmp_path) -> None:
+    from tools.simlab.inputs import pinned_sha256
+    from tools.tiny_gguf import write
+
+    env = _isolated_env(installed_collection, tmp_path)
+    model = str(tmp_path / "tiny.gguf")
+    sha = write(model)
+
+    def info(**args: str) -> tuple:
+        res = run(["ansible", "localhost", "-o", "-m", "llmlab.cluster.gguf_info", "-a", json.dumps(args)],
+                  cwd=str(tmp_path), env=env)
+        return res.returncode, _adhoc_json(res.stdout)
+
+    rc, out = info(path=model, sha256=pinned_sha256())
+    assert rc == 0 and (out["architecture"], out["block_count"], out["sha256"]) == ("llama", 12, sha), out
+    rc, out = info(path=model, sha256="0" * 64)
+    assert rc != 0 and "expected " + "0" * 64 in out["msg"] and out["sha256"] == sha
+    page = tmp_path / "page.gguf"
+    page.write_text("<html>404</html>")
+    rc, out = info(path=str(page))
+    assert rc != 0 and "is not a GGUF file" in out["msg"]
+
+
 def test_module_failure_names_host_variable_and_fix(installed_collection: str, tmp_path) -> None:
     env = _isolated_env(installed_collection, tmp_path)
     res = run(["ansible", "localhost", "-o", "-m", "llmlab.cluster.fabric_plan", "-a",
@@ -63,6 +86,9 @@ def test_module_failure_names_host_variable_and_fix(installed_collection: str, t
     ("llmlab.cluster.inventory_nodes", "filter"), ("llmlab.cluster.rpc_servers", "filter"),
     ("llmlab.cluster.dllama_workers", "filter"), ("llmlab.cluster.comm_env", "filter"),
     ("llmlab.cluster.plan_table", "filter"), ("llmlab.cluster.plan", "role"),
+    ("llmlab.cluster.gguf_info", "module"), ("llmlab.cluster.llm_benchmark", "module"),
+    ("llmlab.cluster.llamacpp_builds", "filter"), ("llmlab.cluster.llamacpp_rpc", "role"),
+    ("llmlab.cluster.verify", "role"), ("llmlab.cluster.benchmark", "role"),
 ])
 def test_docs_render(installed_collection: str, tmp_path, plugin: str, kind: str) -> None:
     res = run(["ansible-doc", "-t", kind, plugin], cwd=str(tmp_path), env=_isolated_env(installed_collection, tmp_path))
@@ -184,12 +210,14 @@ def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_p
     assert res.returncode == 0, res.stdout + res.stderr
     plays = [l.split(": ", 1)[1].split("\t")[0] for l in res.stdout.splitlines() if l.strip().startswith("play #")]
     assert plays[0].startswith("Preflight")
-    assert plays.index("Apply the cluster fabric") < plays.index("Install and configure the container runtime")
+    order = ["Apply the cluster fabric", "Install and configure the container runtime", "Deploy llama.cpp RPC",
+             "Verify the serving cluster", "Benchmark the cluster"]
+    assert [plays.index(p) for p in order] == sorted(plays.index(p) for p in order), plays
     for line in (l.strip() for l in res.stdout.splitlines() if "TAGS: [" in l and "llmlab.cluster." in l):
         name, _, tags = line.rpartition("TAGS: [")
         role = name.split(" : ")[0].split(".")[-1]
         assert role in tags, "task without its role's tag: %s" % line
     assert "Check, learn and plan\tTAGS: [always, preflight]" in res.stdout
-    for role in ("plan", "preflight", "fabric", "container_runtime"):
+    for role in ("plan", "preflight", "fabric", "container_runtime", "llamacpp_rpc", "verify", "benchmark"):
         res = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/%s.yml" % role, "--list-tasks"])
         assert res.returncode == 0, res.stdout + res.stderr
