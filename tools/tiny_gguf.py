@@ -8,7 +8,6 @@ can be pinned in the lab inventory (tests/unit/test_tiny_gguf.py checks that it 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from typing import List, Tuple
@@ -18,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".collections"))
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import resolve_model  # noqa: E402
+from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_file  # noqa: E402
 
 CONTEXT = 4096
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -91,11 +91,7 @@ def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) ->
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()
     wr.close()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def main(argv: List[str]) -> int:

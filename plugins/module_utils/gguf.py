@@ -10,6 +10,7 @@ Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md (little-endian
 """
 from __future__ import annotations
 
+import hashlib
 import struct
 from typing import IO, Any, Dict
 
@@ -84,3 +85,12 @@ def read_header(path: str) -> Dict[str, Any]:
         "block_count": meta.get("%s.block_count" % arch) if arch else None,
         "name": meta.get("general.name"),
     }
+
+
+def sha256_file(path: str) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (model files are large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

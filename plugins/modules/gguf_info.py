@@ -75,19 +75,10 @@ name:
   type: str
 """
 
-import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import GGUFError, read_header
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import GGUFError, read_header, sha256_file
 
 
 def main() -> None:
@@ -100,7 +91,7 @@ def main() -> None:
         header = read_header(path)
     except (GGUFError, OSError) as e:
         module.fail_json(msg="model file %s: %s" % (path, e))
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if want and digest != want.strip().lower():
         module.fail_json(msg="model file %s has SHA-256 %s, expected %s (llmlab_model_sha256): a partial download or "
                              "another file" % (path, digest, want), sha256=digest)

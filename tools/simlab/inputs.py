@@ -8,14 +8,17 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
+import sys
 from typing import Callable
 
 import yaml
 
 from .spec import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, ".collections"))
+from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_file  # noqa: E402
 
 MODEL_VARS = os.path.join(ROOT, "inventories", "sim", "group_vars", "all", "model.yml")
 MODEL = os.path.join(ROOT, ".cache", "models", "tiny-llama-test-f16.gguf")
@@ -28,17 +31,9 @@ def pinned_sha256() -> str:
         return str(yaml.safe_load(fh)["llmlab_model_sha256"])
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def ensure_model(log: Callable[[str], None]) -> str:
     want = pinned_sha256()
-    if os.path.exists(MODEL) and _sha256(MODEL) == want:
+    if os.path.exists(MODEL) and sha256_file(MODEL) == want:
         return MODEL
     from tools.tiny_gguf import write  # needs gguf + numpy (requirements-dev.txt)
 
