@@ -233,3 +233,13 @@ def test_longer_prompts_never_speed_things_up(model_id: str, profile: str) -> No
     short, long_ = run(128), run(16384)
     assert long_["predicted"]["decode_tok_s"] <= short["predicted"]["decode_tok_s"]
     assert long_["predicted"]["ttft_s"] > short["predicted"]["ttft_s"]
+
+
+def test_the_api_is_served_by_the_head_on_its_management_address_unless_told() -> None:
+    ns = [dict(n, management_address="192.168.1.5%d" % i) for i, n in enumerate(nodes("gb10", 2))]
+    plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
+                         backend="llamacpp_rpc", pipeline_parallel=2)
+    assert plan["api"] == {"host": "gb10-0", "address": "192.168.1.50", "port": 8080}
+    plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
+                         backend="llamacpp_rpc", pipeline_parallel=2, api_address="10.0.0.9", api_port=9000)
+    assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000}
