@@ -465,9 +465,9 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     plan["reasons"] = [head] + best.reasons
     plan["peer_ports"] = list(BACKEND_PEER_PORTS[best.backend])
     head_node = next((n for n in resolved if n.name == best.nodes_used[0]), None) if best.nodes_used else None
-    plan["api"] = {"host": head_node.name if head_node else None,
-                   "address": api_address or (head_node.management_address if head_node else None),
-                   "port": int(api_port)}
+    address = api_address or (head_node.management_address if head_node else None)
+    plan["api"] = {"host": head_node.name if head_node else None, "address": address, "port": int(api_port),
+                   "url": "http://%s:%d" % (address, int(api_port)) if address else None}
     plan["model"] = m.as_dict()
     plan["quant"] = q
     plan["link"] = req.link

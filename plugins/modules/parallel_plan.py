@@ -146,7 +146,7 @@ plan:
         C(head_device); distributed-llama C(buffer_float_type), vLLM C(distributed_executor_backend)).
       type: dict
     api:
-      description: Where the head serves clients - C(host), C(address), C(port).
+      description: Where the head serves clients - C(host), C(address), C(port) and C(url) (null without an address).
       type: dict
     reasons:
       description: Why, in plain words.

@@ -239,7 +239,7 @@ def test_the_api_is_served_by_the_head_on_its_management_address_unless_told() -
     ns = [dict(n, management_address="192.168.1.5%d" % i) for i, n in enumerate(nodes("gb10", 2))]
     plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
                          backend="llamacpp_rpc", pipeline_parallel=2)
-    assert plan["api"] == {"host": "gb10-0", "address": "192.168.1.50", "port": 8080}
+    assert plan["api"] == {"host": "gb10-0", "address": "192.168.1.50", "port": 8080, "url": "http://192.168.1.50:8080"}
     plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
                          backend="llamacpp_rpc", pipeline_parallel=2, api_address="10.0.0.9", api_port=9000)
-    assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000}
+    assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000, "url": "http://10.0.0.9:9000"}
