@@ -1,0 +1,43 @@
+"""tools/ci_digest.py: after a red CI, the failed tasks (not the retries) are what gets printed last."""
+from tools.ci_digest import clean, digest
+
+LOG = """\
+\x1b[32mfabric-ring3\x1b[0m \u279c \x1b[33mconverge\x1b[0m: Executed: Successful
+  \u2502 TASK [Wait for the pings]
+  \u2502 FAILED - RETRYING: [node1]: Wait for the pings (60 retries left).
+  \u2502 ok: [node1]
+  \u2502 TASK [The failover took less than 5 seconds]
+  \u2502 fatal: [node1]: FAILED! => {
+  \u2502     "msg": "200 packets transmitted, 21 received"
+  \u2502 }
+  \u2502 TASK [Show it]
+  \u2502 ok: [node1] => FLAKE: first attempt lost 179 of 200
+  \u2502 TASK [Next]
+  \u2502 ok: [node1]
+"""
+
+
+def test_failed_task_with_its_message_and_header():
+    out = digest([clean(l) for l in LOG.splitlines()])
+    assert out[:4] == [
+        "---- TASK [The failover took less than 5 seconds]",
+        'fatal: [node1]: FAILED! => {',
+        '    "msg": "200 packets transmitted, 21 received"',
+        "}",
+    ]
+
+
+def test_retries_are_not_failures_and_the_block_stops_at_the_next_task():
+    out = digest([clean(l) for l in LOG.splitlines()])
+    assert not any("RETRYING" in l for l in out)
+    assert "TASK [Show it]" not in out and "TASK [Next]" not in "\n".join(out)
+
+
+def test_flake_lines_and_colours():
+    lines = [clean(l) for l in LOG.splitlines()]
+    assert lines[0] == "fabric-ring3 \u279c converge: Executed: Successful"
+    assert any("FLAKE: first attempt lost 179" in l for l in digest(lines))
+
+
+def test_nothing_failed():
+    assert digest(["TASK [a]", "ok: [node1]"]) == []
