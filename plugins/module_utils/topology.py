@@ -371,3 +371,25 @@ def _result(topology: str, routing: str, net: IPNetwork, nodes: List[Node], link
         "links": links,
         "hosts": hosts,
     }
+
+
+def missing_routes(planned: Sequence[Mapping[str, Any]], kernel: Sequence[Mapping[str, Any]],
+                   links: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The planned static routes the kernel does not hold, as "to via X dev Y metric N" lines.
+
+    `kernel` is ``ip -j -4 route show`` and `links` is ``ip -j link show``. A route whose port is missing or
+    administratively down is not expected (the kernel removes those; a cut cable is reported elsewhere). The kernel
+    also drops every route whose source is an address that goes away: the node address on the loopback, when
+    networkd reconfigures lo, takes all of the node's routes with it, which is why this is checked at all.
+    """
+    up = {l["ifname"] for l in links if "UP" in l.get("flags", [])}
+    have = set()
+    for r in kernel:
+        dst = "0.0.0.0/0" if r.get("dst") == "default" else str(IPNetwork(r["dst"]))
+        have.add((dst, r.get("gateway"), r.get("dev"), int(r.get("metric", 0))))
+    missing = []
+    for r in planned:
+        key = (str(IPNetwork(r["to"])), r["via"], r["dev"], int(r["metric"]))
+        if r["dev"] in up and key not in have:
+            missing.append("%s via %s dev %s metric %d" % key)
+    return missing

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from netaddr import IPNetwork
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
-from ansible_collections.llmlab.cluster.plugins.module_utils.topology import plan_fabric
+from ansible_collections.llmlab.cluster.plugins.module_utils.topology import missing_routes, plan_fabric
 
 from .fabric_sim import down_links, graph_connected, reaches
 
@@ -230,3 +230,26 @@ def test_properties(cluster: Dict[str, Any]) -> None:
                 assert graph_connected(f, down)
                 assert all(h["ospf"]["interfaces"] == [i["name"] for i in h["interfaces"]] for h in hosts.values())
 
+
+
+# missing_routes: what the fabric role re-applies. Table: kernel routes, links up, expected missing.
+_PLANNED = [
+    {"to": "10.213.0.2/32", "via": "10.213.0.130", "dev": "p1", "metric": 100, "src": "10.213.0.1"},
+    {"to": "10.213.0.2/32", "via": "10.213.0.145", "dev": "p0", "metric": 200, "src": "10.213.0.1"},
+]
+_K1 = {"dst": "10.213.0.2", "gateway": "10.213.0.130", "dev": "p1", "metric": 100}
+_K2 = {"dst": "10.213.0.2", "gateway": "10.213.0.145", "dev": "p0", "metric": 200}
+_UP = [{"ifname": "p0", "flags": ["UP", "LOWER_UP"]}, {"ifname": "p1", "flags": ["UP"]}]
+
+
+@pytest.mark.parametrize("kernel,links,expected", [
+    ([_K1, _K2], _UP, []),
+    ([_K1], _UP, ["10.213.0.2/32 via 10.213.0.145 dev p0 metric 200"]),
+    ([], _UP, ["10.213.0.2/32 via 10.213.0.130 dev p1 metric 100", "10.213.0.2/32 via 10.213.0.145 dev p0 metric 200"]),
+    ([_K2], [{"ifname": "p0", "flags": ["UP"]}, {"ifname": "p1", "flags": ["BROADCAST"]}], []),  # p1 cut: not expected
+    ([_K2], [{"ifname": "p0", "flags": ["UP"]}], []),                                            # p1 gone (renamed)
+    ([dict(_K1, metric=101), _K2], _UP, ["10.213.0.2/32 via 10.213.0.130 dev p1 metric 100"]),  # wrong metric
+    ([dict(_K1, gateway="10.213.0.129"), _K2], _UP, ["10.213.0.2/32 via 10.213.0.130 dev p1 metric 100"]),
+])
+def test_missing_routes(kernel, links, expected):
+    assert missing_routes(_PLANNED, kernel, links) == expected
