@@ -1,8 +1,8 @@
 """What failed, in a few screens: CI keeps only the end of its output, so `.ci/run` prints this after a failure.
 
 Reads the full log of `make test`, strips colours, and prints, for every failed task (`fatal:`, `failed:`, a
-molecule or pytest failure), the task's header and what it printed, plus every `FLAKE:` line and the diagnostics a
-test printed on its way to failing. Usage: python -m tools.ci_digest LOG [--max-lines N]
+molecule or pytest failure), the task's header and what it printed: the diagnostics a test printed on its way to
+failing come with it. Usage: python -m tools.ci_digest LOG [--max-lines N]
 """
 import argparse
 import re
@@ -11,7 +11,7 @@ from typing import List
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BOX = re.compile(r"^\s*│\s?")  # molecule frames each line of ansible's output
-FAIL = re.compile(r"^(fatal: |failed: |ERROR[: ]|FAILED |E   |.*Executed: Failed|.*\bFLAKE:)")
+FAIL = re.compile(r"^(fatal: |failed: |ERROR[: ]|FAILED |E   |.*Executed: Failed)")
 TASK = re.compile(r"^(TASK|PLAY|RUNNING HANDLER) \[")
 NOISE = re.compile(r"FAILED - RETRYING|\.\.\.ignoring")
 

@@ -1,16 +1,18 @@
 #!/bin/bash
 # What a node sees of the fabric, for whoever reads a failed failover test: its route to and a ping of every node
-# address given as arguments, routes, neighbours, links with their counters, the sysctls and counters that drop
-# forwarded packets (reverse-path filter, no route), and any drop rule.
+# address, routes to them, neighbours, links with their counters, the sysctls and counters that drop forwarded
+# packets (reverse-path filter, no route), and any drop rule.
+# Usage: fabric-diag.sh THIS_NODE_ADDRESS NODE_ADDRESS...
 set -u
-me=$(ip -4 -o addr show dev lo | awk '$4 ~ /^10\.213/ {print $4}' | cut -d/ -f1)
+me=$1
+shift
 echo "node address $me"
 for d in "$@"; do
   ip route get "$d" from "$me" 2>&1 | head -1
   ping -n -q -c 2 -i 0.2 -W 1 -I "$me" "$d" | grep -E 'transmitted'
 done
-ip route show | grep -E '^10\.213\.0\.[0-9]+ '
-ip neigh show | grep 10.213
+for d in "$@"; do ip route show "$d"; done
+ip neigh show
 ip -br link | grep -v '^lo'
 sysctl net.ipv4.conf.all.ignore_routes_with_linkdown net.ipv4.ip_forward net.ipv4.conf.all.rp_filter
 for p in /proc/sys/net/ipv4/conf/*/rp_filter; do
