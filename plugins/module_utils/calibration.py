@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from ansible_collections.llmlab.cluster.plugins.module_utils import backends
 from ansible_collections.llmlab.cluster.plugins.module_utils.planner import plan_parallel
 
 SINGLE_NODE_TOLERANCE = 0.20
@@ -67,12 +68,11 @@ def score() -> List[Dict[str, Any]]:
     for case in MEASUREMENTS:
         nodes = [dict(n, name="node%d" % i) for i, n in enumerate(case["nodes"])]
         topology = case.get("topology", "single")
+        tp, pp = backends.get(case["backend"]).default_shape(len(nodes))
         plan = plan_parallel(nodes, topology=topology, link=case.get("link"), model=case["model"],
                              quant=case["quant"], backend=case["backend"],
-                             tensor_parallel=case.get("tensor_parallel", 1 if case["backend"] != "distributed_llama"
-                                                      else len(nodes)),
-                             pipeline_parallel=case.get("pipeline_parallel",
-                                                        len(nodes) if case["backend"] == "llamacpp_rpc" else 1),
+                             tensor_parallel=case.get("tensor_parallel", tp),
+                             pipeline_parallel=case.get("pipeline_parallel", pp),
                              context_tokens=4096, prompt_tokens=128, concurrency=1)
         predicted = float(plan["predicted"]["decode_tok_s"])
         error = predicted / case["measured_tok_s"] - 1.0

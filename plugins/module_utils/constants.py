@@ -14,19 +14,9 @@ TOPOLOGIES: Dict[str, Tuple[int, Optional[int]]] = {
     "ring": (3, None),
     "switch": (2, None),
 }
-BACKENDS: Tuple[str, ...] = ("vllm_ray", "llamacpp_rpc", "distributed_llama")
-BACKEND_CHOICES: Tuple[str, ...] = ("auto",) + BACKENDS
 DEFAULT_POOL = "10.213.0.0/24"
 DEFAULT_CONTEXT = 8192
 DEFAULT_PROMPT = 512
-
-# TCP ports each backend's nodes open to their cluster peers (never to the management LAN). Ray's ports are pinned
-# by the vllm_ray role so that a firewall can name them (GCS, client, node/object managers, workers).
-BACKEND_PEER_PORTS: Dict[str, Tuple[str, ...]] = {
-    "llamacpp_rpc": ("50052",),
-    "vllm_ray": ("6379", "8265", "10001", "10002-10100", "20380", "20381", "29500"),
-    "distributed_llama": ("9999",),
-}
 
 # The OpenAI-compatible API port of the head (llama-server, vLLM, distributed-llama's API server).
 DEFAULT_API_PORT = 8080

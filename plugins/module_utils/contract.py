@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Sequence
 
-from ansible_collections.llmlab.cluster.plugins.module_utils.constants import BACKEND_CHOICES, TOPOLOGIES
+from ansible_collections.llmlab.cluster.plugins.module_utils import backends
+from ansible_collections.llmlab.cluster.plugins.module_utils.constants import TOPOLOGIES
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import PROFILES, profile_names
 
 # variable -> (accepted Python types, what to write)
 _TYPES: Dict[str, Any] = {
     "llmlab_topology": ((str,), "one of %s" % ", ".join(sorted(TOPOLOGIES))),
-    "llmlab_backend": ((str,), "one of %s" % ", ".join(BACKEND_CHOICES)),
+    "llmlab_backend": ((str,), "one of %s" % ", ".join(backends.CHOICES)),
     "llmlab_model": ((str, dict), "a catalog id, a dict of dimensions or a config.json path"),
     "llmlab_quant": ((str,), "a quantization name such as fp8 or q4_k_m"),
     "llmlab_cables": ((list,), "a list of [host:port, host:port] pairs"),
@@ -95,14 +96,17 @@ def facts_errors(fabric: Mapping[str, Any], plan: Mapping[str, Any], facts: Mapp
             errors.append(PlanError("the host has %.1f GB of memory, but its profile counts on %.1f GB usable"
                                     % (mem, usable[host]), host=host, variable="llmlab_profile_overrides",
                                     fix="set llmlab_profile_overrides: {usable_memory_gb: %d}" % int(mem * 0.85)))
-    if plan.get("backend") == "vllm_ray":
+    if plan.get("containers"):
         arches = {h: facts[h].get("arch") for h in plan.get("nodes_used", []) if h in facts}
         if len(set(arches.values())) > 1:
             first = sorted(arches)[0]
             odd = next(h for h in sorted(arches) if arches[h] != arches[first])
-            errors.append(PlanError("vLLM runs one container image on every node, but %s is %s and %s is %s"
-                                    % (first, arches[first], odd, arches[odd]), host=odd, variable="llmlab_nodes",
-                                    fix="use nodes of one architecture for vllm_ray, or llamacpp_rpc"))
+            title = backends.get(plan["backend"]).title
+            errors.append(PlanError("%s runs one container image on every node, but %s is %s and %s is %s"
+                                    % (title, first, arches[first], odd, arches[odd]), host=odd,
+                                    variable="llmlab_nodes",
+                                    fix="use nodes of one architecture for %s, or a backend that builds per node"
+                                        % title))
     return errors
 
 

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from typing import Any, Dict, List, Mapping, Sequence
 
+from ansible_collections.llmlab.cluster.plugins.module_utils import backends
 from ansible_collections.llmlab.cluster.plugins.module_utils.contract import facts_errors, inventory_errors, messages
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 
@@ -43,55 +44,6 @@ def inventory_nodes(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[s
     return out
 
 
-def _workers(plan: Mapping[str, Any]) -> List[str]:
-    return list(plan.get("workers") or plan.get("nodes_used", [])[1:])
-
-
-def _address(fabric: Mapping[str, Any], host: str) -> str:
-    try:
-        return str(fabric["hosts"][host]["node_address"])
-    except KeyError:
-        raise PlanError("host %s is in the parallel plan but not in the fabric plan" % host, host=host,
-                        variable="llmlab_nodes", fix="compute both plans from the same inventory group")
-
-
-def rpc_servers(plan: Mapping[str, Any], fabric: Mapping[str, Any], port: int = 50052) -> str:
-    """llama.cpp ``--rpc`` value: every worker's fabric address and port, never the head itself."""
-    if plan.get("backend") != "llamacpp_rpc":
-        raise PlanError("the plan's backend is %s, not llamacpp_rpc" % plan.get("backend"), variable="llmlab_backend",
-                        fix="set llmlab_backend: llamacpp_rpc")
-    return ",".join("%s:%d" % (_address(fabric, w), port) for w in _workers(plan))
-
-
-def dllama_workers(plan: Mapping[str, Any], fabric: Mapping[str, Any], port: int = 9999) -> List[str]:
-    """distributed-llama ``--workers`` arguments (space-separated on the command line)."""
-    if plan.get("backend") != "distributed_llama":
-        raise PlanError("the plan's backend is %s, not distributed_llama" % plan.get("backend"),
-                        variable="llmlab_backend", fix="set llmlab_backend: distributed_llama")
-    return ["%s:%d" % (_address(fabric, w), port) for w in _workers(plan)]
-
-
-def comm_env(fabric: Mapping[str, Any], host: str) -> Dict[str, str]:
-    """The NCCL / Gloo / Ray environment a node needs before ``ray start`` (vllm#6803)."""
-    h = fabric["hosts"].get(host)
-    if h is None:
-        raise PlanError("host %s is not in the fabric plan" % host, host=host, variable="llmlab_nodes",
-                        fix="add the host to the group llmlab_nodes")
-    ifaces = [i["name"] for i in h["interfaces"]]
-    env = {
-        "VLLM_HOST_IP": h["node_address"],
-        "RAY_memory_monitor_refresh_ms": "0",
-    }
-    if ifaces:
-        env["NCCL_SOCKET_IFNAME"] = ",".join(ifaces)
-        env["GLOO_SOCKET_IFNAME"] = ifaces[0]
-        env["TP_SOCKET_IFNAME"] = ifaces[0]
-    if h.get("rdma_devices"):
-        env["NCCL_IB_HCA"] = ",".join(h["rdma_devices"])
-        env["UCX_NET_DEVICES"] = ",".join("%s:1" % d for d in h["rdma_devices"])
-    return env
-
-
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
     return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
@@ -116,16 +68,19 @@ def plan_table(fabric: Mapping[str, Any], plan: Mapping[str, Any]) -> List[str]:
     for c in plan["candidates"]:
         pred = c["predicted"]
         status = "rejected" if c["rejected"] else ("fits" if c["fits"] else "no fit")
+        if not c.get("deployable", True):
+            status += ", no role"
         mem = max(c["memory_per_node_gb"].values()) if c["memory_per_node_gb"] else None
         rows.append([c["backend"], str(c["tensor_parallel"]), str(c["pipeline_parallel"]), str(len(c["nodes_used"])),
                      status, "-" if mem is None else "%.1f" % mem,
                      "-" if pred["decode_tok_s"] is None else "%.1f" % pred["decode_tok_s"],
                      "-" if pred["ttft_s"] is None else "%.2f" % pred["ttft_s"],
                      c["reasons"][0] if c["reasons"] else ""])
-    lines += _table(["backend", "TP", "PP", "nodes", "status", "max GB/node", "tok/s", "TTFT s", "why"], rows)
-    lines.append("")
-    lines.append("memory per node (GB): " + ", ".join(
-        "%s %.1f of %.1f" % (n, gb, plan["usable_memory_gb"][n]) for n, gb in plan["memory_per_node_gb"].items()))
+    if rows:
+        lines += _table(["backend", "TP", "PP", "nodes", "status", "max GB/node", "tok/s", "TTFT s", "why"], rows)
+        lines.append("")
+        lines.append("memory per node (GB): " + ", ".join(
+            "%s %.1f of %.1f" % (n, gb, plan["usable_memory_gb"][n]) for n, gb in plan["memory_per_node_gb"].items()))
     lines += ["why: " + r for r in plan["reasons"]]
     return lines
 
@@ -164,3 +119,17 @@ def facts_contract_errors(plan: Mapping[str, Any], hostvars: Mapping[str, Mappin
     """What the nodes' facts (node_facts) contradict in the plan, as messages."""
     facts = {h: hostvars[h]["llmlab_node"] for h in plan["fabric"]["nodes"] if "llmlab_node" in hostvars[h]}
     return messages(facts_errors(plan["fabric"], plan["plan"], facts, plan["plan"].get("usable_memory_gb", {})))
+
+
+def backend_deploy(llmlab_plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
+                   options: Mapping[str, Any]) -> Dict[str, Any]:
+    """The published plan with what its backend's role applies: every service's ``argv`` and ``env`` merged into
+    ``plan.services``, and the rest of the backend's answer (builds, ...) as ``plan.deploy``. The backend module
+    computes it from the role's ``options`` and the inventory (per-host options, the nodes' facts)."""
+    plan = dict(llmlab_plan["plan"])
+    out = backends.get(plan["backend"]).deploy(plan, llmlab_plan["fabric"], hostvars, options)
+    services = {h: {name: dict(svc, **out["services"].get(h, {}).get(name, {})) for name, svc in per.items()}
+                for h, per in plan["services"].items()}
+    plan["services"] = services
+    plan["deploy"] = {k: v for k, v in out.items() if k != "services"}
+    return dict(llmlab_plan, plan=plan)

@@ -361,8 +361,39 @@ def plan_fabric(nodes: Any, topology: Any, cables: Any = None, pool: Any = DEFAU
     return _result(topology, routing, net, resolved, links_out, hosts)
 
 
+# Every sysctl a fabric plan may set, so that a plan that no longer needs one removes it.
+SYSCTL_KEYS = (
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.all.ignore_routes_with_linkdown",
+    "net.ipv4.conf.default.ignore_routes_with_linkdown",
+)
+
+
+def host_sysctls(h: Mapping[str, Any]) -> Dict[str, str]:
+    """The kernel settings a node's part of the plan needs: forwarding on a ring, loose reverse-path filtering and
+    skipping routes over dead links where there is more than one path."""
+    out: Dict[str, str] = {}
+    if h.get("forwarding"):
+        out["net.ipv4.ip_forward"] = "1"
+    if h.get("rp_filter") == "loose":
+        out.update({"net.ipv4.conf.all.rp_filter": "2", "net.ipv4.conf.default.rp_filter": "2"})
+    if h.get("ignore_routes_with_linkdown"):
+        out.update({"net.ipv4.conf.all.ignore_routes_with_linkdown": "1",
+                    "net.ipv4.conf.default.ignore_routes_with_linkdown": "1"})
+    return out
+
+
 def _result(topology: str, routing: str, net: IPNetwork, nodes: List[Node], links: List[Dict[str, Any]],
             hosts: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    addresses: List[str] = []
+    for n in nodes:
+        h = hosts[n.name]
+        h["sysctls"] = host_sysctls(h)
+        for a in [h["node_address"]] + [str(IPNetwork(i["address"]).ip) for i in h["interfaces"]]:
+            if a not in addresses:
+                addresses.append(a)
     return {
         "topology": topology,
         "routing": routing,
@@ -370,6 +401,8 @@ def _result(topology: str, routing: str, net: IPNetwork, nodes: List[Node], link
         "nodes": [n.name for n in nodes],
         "links": links,
         "hosts": hosts,
+        "cluster_addresses": addresses,
+        "sysctl_keys": list(SYSCTL_KEYS),
     }
 
 

@@ -31,10 +31,12 @@ options:
     description: Where sysfs is mounted (for tests).
     type: path
     default: /sys
-  llamacpp_prefix:
-    description: Where the llamacpp_rpc role installs llama.cpp builds; the one in use is read from C(current/build.json).
+  builds_root:
+    description:
+      - Where backend roles install what they build, one directory each; the build in use is read from
+        C(<directory>/current/build.json).
     type: path
-    default: /opt/llmlab/llamacpp
+    default: /opt/llmlab
 """
 
 EXAMPLES = r"""
@@ -61,8 +63,10 @@ llmlab_node:
     cpus:
       description: CPUs this node may run on (its affinity mask, so a container's cpuset counts).
       type: int
-    llamacpp_build:
-      description: The llama.cpp build installed by the llamacpp_rpc role (C(id), C(version), C(flags), ...), or null.
+    builds:
+      description:
+        - The builds installed under O(builds_root), by directory (C(id), C(version), C(flags), ... as the role
+          stamped them; C({error}) when the stamp is unreadable). Empty when none is installed.
       type: dict
     os:
       description: C(id), C(version_id), C(pretty_name), C(family) from /etc/os-release.
@@ -89,6 +93,7 @@ llmlab_node:
       type: dict
 """
 
+import glob
 import json
 import os
 import platform
@@ -107,17 +112,25 @@ def _text(path: str) -> str:
         return ""
 
 
+def installed_builds(root: str) -> dict:
+    """Every ``<root>/<name>/current/build.json`` stamp, by name."""
+    builds = {}
+    for stamp_path in sorted(glob.glob(os.path.join(root, "*", "current", "build.json"))):
+        name = os.path.basename(os.path.dirname(os.path.dirname(stamp_path)))
+        try:
+            builds[name] = json.loads(_text(stamp_path))
+        except ValueError:
+            builds[name] = {"error": "unreadable build.json"}
+    return builds
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=dict(sys_root=dict(type="path", default="/sys"),
-                                              llamacpp_prefix=dict(type="path", default="/opt/llmlab/llamacpp")),
+                                              builds_root=dict(type="path", default="/opt/llmlab")),
                            supports_check_mode=True)
     facts = {"arch": platform.machine(), "kernel": platform.release(), "cpus": len(os.sched_getaffinity(0)),
              "os": parse_os_release(_text("/etc/os-release"))}
-    stamp = _text(os.path.join(module.params["llamacpp_prefix"], "current", "build.json"))
-    try:
-        facts["llamacpp_build"] = json.loads(stamp) if stamp else None
-    except ValueError:
-        facts["llamacpp_build"] = {"error": "unreadable build.json"}
+    facts["builds"] = installed_builds(module.params["builds_root"])
     facts.update(parse_meminfo(_text("/proc/meminfo")))
     gpus = []
     smi = module.get_bin_path("nvidia-smi")

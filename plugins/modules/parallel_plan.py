@@ -11,10 +11,14 @@ module: parallel_plan
 short_description: Choose the backend and the model split, check memory and predict speed, on the controller
 version_added: "0.1.0"
 description:
-  - Enumerates every candidate plan (vLLM on Ray with TP x PP, llama.cpp RPC with a layer split, distributed-llama
-    with a power-of-two node count) for the cluster's nodes, model, quantization, context and concurrency; computes
-    the memory each node needs and the predicted decode speed and time to first token; and ranks them.
-  - Candidates that cannot work are kept in C(candidates) with the reason they were rejected.
+  - Enumerates every candidate plan of every backend in the collection's registry (each backend module under
+    C(plugins/module_utils/backends) gives its shapes - tensor x pipeline parallel, a layer split, a power-of-two
+    node count - its memory, its speed and its rules) for the cluster's nodes, model, quantization, context and
+    concurrency; computes the memory each node needs and the predicted decode speed and time to first token; and
+    ranks them.
+  - Candidates that cannot work are kept in C(candidates) with the reason they were rejected; candidates of a
+    backend that is not deployable (no role) are kept with that reason and ranked after the deployable ones.
+  - The chosen plan also says what every node runs (C(services)), its named ports and where the API is.
   - Pure computation on the controller; it reads and changes nothing on any host.
 author:
   - llmlab.cluster contributors
@@ -53,10 +57,20 @@ options:
     type: str
     default: bf16
   backend:
-    description: The inference backend, or C(auto) to let the planner choose.
+    description:
+      - A backend of the registry (docs/backends.md lists them), C(auto) to let the planner choose among the
+        deployable ones, or C(none) to serve nothing (every backend's services are removed, the fabric stays).
     type: str
-    choices: [auto, vllm_ray, llamacpp_rpc, distributed_llama]
     default: auto
+  deployable:
+    description:
+      - The backends that can be deployed (those with a role; the plan role passes them). Omitted, every backend
+        counts as deployable, for planning ahead.
+    type: list
+    elements: str
+  fabric:
+    description: The C(fabric) of M(llmlab.cluster.fabric_plan), whose node addresses the services bind to.
+    type: dict
   tensor_parallel:
     description: Pin the tensor-parallel size.
     type: int
@@ -113,7 +127,6 @@ plan:
     backend:
       description: The chosen backend.
       type: str
-      sample: vllm_ray
     tensor_parallel:
       description: Tensor-parallel size.
       type: int
@@ -141,12 +154,34 @@ plan:
       description: C(decode_tok_s) per sequence, C(aggregate_tok_s), C(ttft_s), C(physical_limit_tok_s).
       type: dict
     settings:
-      description: Backend settings the plan implies (llama.cpp C(layer_split) by node, and in llama.cpp's device
-        order - C(--rpc) workers first, then the head's own GPU - C(device_order), C(tensor_split), C(n_gpu_layers),
-        C(head_device); distributed-llama C(buffer_float_type), vLLM C(distributed_executor_backend)).
+      description: The settings the backend's split implies (docs/backends.md; e.g. a layer split by node with
+        the device order, tensor split and offloaded layer count of that backend's own terms).
       type: dict
     api:
-      description: Where the head serves clients - C(host), C(address), C(port) and C(url) (null without an address).
+      description: Where the head serves clients - C(host), C(address), C(port), C(url) (null without an address),
+        C(served_model_name) (the model id clients send) and C(key_required); null when nothing is served.
+      type: dict
+    services:
+      description: What every node of the plan runs - host, then service name, then C(unit) (the systemd unit),
+        C(port) and C(bind) (the address it listens on).
+      type: dict
+    ports:
+      description: The plan's named ports (the backend's peer ports and C(api)).
+      type: dict
+    peer_ports:
+      description: TCP ports or ranges the nodes open to cluster peers (the fabric firewall admits peers only).
+      type: list
+      elements: str
+    containers:
+      description: Whether the backend runs in containers (the container runtime stage runs for it).
+      type: bool
+    deployable_backends:
+      description: The backends that have a role.
+      type: list
+      elements: str
+    backends:
+      description: Every backend of the registry with what a node may hold of it (C(units), C(firewall_tables),
+        C(peer_ports), C(containers)) and whether it is C(deployable), so that another plan can remove it.
       type: dict
     reasons:
       description: Why, in plain words.
@@ -170,7 +205,7 @@ except ImportError:
     NETADDR_ERROR = traceback.format_exc()
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
-    BACKEND_CHOICES, DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_PROMPT, TOPOLOGIES)
+    DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_PROMPT, TOPOLOGIES)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 
 
@@ -182,7 +217,9 @@ def main() -> None:
             link=dict(type="raw"),
             model=dict(type="raw", required=True),
             quant=dict(type="str", default="bf16"),
-            backend=dict(type="str", default="auto", choices=list(BACKEND_CHOICES)),
+            backend=dict(type="str", default="auto"),
+            deployable=dict(type="list", elements="str"),
+            fabric=dict(type="dict"),
             tensor_parallel=dict(type="int"),
             pipeline_parallel=dict(type="int"),
             context_tokens=dict(type="int", default=DEFAULT_CONTEXT),
@@ -203,7 +240,7 @@ def main() -> None:
                              pipeline_parallel=p["pipeline_parallel"], context_tokens=p["context_tokens"],
                              prompt_tokens=p["prompt_tokens"], concurrency=p["concurrency"],
                              fail_on_no_fit=p["fail_on_no_fit"], api_address=p["api_address"] or None,
-                             api_port=p["api_port"])
+                             api_port=p["api_port"], deployable=p["deployable"], fabric=p["fabric"])
     except PlanError as exc:
         module.fail_json(msg=str(exc), error=exc.as_dict())
     module.exit_json(changed=False, plan=plan)

@@ -74,5 +74,6 @@ def test_facts_catch_a_missing_port_little_memory_and_mixed_architectures() -> N
     assert "the plan cables port enp1s0f1np1, which this host does not have" in str(errors[0])
     assert "usable_memory_gb: 1" in str(errors[1])
     d = _lab_facts(arch="aarch64")
-    errors = facts_errors(d["fabric"], {"backend": "vllm_ray", "nodes_used": ["n1", "n2", "n3"]}, d["facts"], {})
+    errors = facts_errors(d["fabric"], {"backend": "vllm_ray", "containers": True, "nodes_used": ["n1", "n2", "n3"]},
+                         d["facts"], {})
     assert len(errors) == 1 and errors[0].host == "n3" and "one container image" in str(errors[0])

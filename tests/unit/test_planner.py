@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from ansible_collections.llmlab.cluster.plugins.module_utils import catalog
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
+from ansible_collections.llmlab.cluster.plugins.module_utils import backends
 from ansible_collections.llmlab.cluster.plugins.module_utils.planner import (
-    RUNTIME_OVERHEAD_GB, is_power_of_two, plan_parallel, proportional_split)
+    is_power_of_two, plan_parallel, proportional_split)
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import resolve_node
 
 
@@ -212,7 +213,7 @@ def test_plan_properties(req: Dict[str, Any]) -> None:
         # memory: fits exactly when every node's need is within its usable memory
         assert c["fits"] == all(c["memory_per_node_gb"][n.name] <= n.usable_memory_gb for n in used)
         # the weight shares add up to the whole model
-        shares = sum(c["memory_per_node_gb"].values()) - RUNTIME_OVERHEAD_GB[c["backend"]] * len(used)
+        shares = sum(c["memory_per_node_gb"].values()) - backends.get(c["backend"]).runtime_overhead_gb * len(used)
         assert shares >= model.params_total_b * bpw * 0.999 - 0.01 * len(used)
         if c["backend"] == "vllm_ray":
             assert model.heads % c["tensor_parallel"] == 0
@@ -239,7 +240,9 @@ def test_the_api_is_served_by_the_head_on_its_management_address_unless_told() -
     ns = [dict(n, management_address="192.168.1.5%d" % i) for i, n in enumerate(nodes("gb10", 2))]
     plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
                          backend="llamacpp_rpc", pipeline_parallel=2)
-    assert plan["api"] == {"host": "gb10-0", "address": "192.168.1.50", "port": 8080, "url": "http://192.168.1.50:8080"}
+    assert plan["api"] == {"host": "gb10-0", "address": "192.168.1.50", "port": 8080, "url": "http://192.168.1.50:8080",
+                           "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True}
     plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
                          backend="llamacpp_rpc", pipeline_parallel=2, api_address="10.0.0.9", api_port=9000)
-    assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000, "url": "http://10.0.0.9:9000"}
+    assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000, "url": "http://10.0.0.9:9000",
+                           "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True}

@@ -1,4 +1,4 @@
-"""What templates get from a plan: --rpc lists, --workers lists, NCCL environments, inventory nodes, the table."""
+"""What templates get from a plan: inventory nodes, the table, the backend's command lines merged in."""
 
 from __future__ import annotations
 
@@ -10,36 +10,6 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.planner import plan
 from ansible_collections.llmlab.cluster.plugins.module_utils.topology import plan_fabric
 
 SIM3 = [{"name": n, "profile": "sim"} for n in ("node1", "node2", "node3")]
-
-
-def test_rpc_servers_lists_workers_on_fabric_addresses_never_the_head() -> None:
-    fabric = plan_fabric(SIM3, "ring")
-    plan = plan_parallel(SIM3, "ring", model="tiny", quant="fp16", backend="llamacpp_rpc", pipeline_parallel=3)
-    assert render.rpc_servers(plan, fabric) == "10.213.0.2:50052,10.213.0.3:50052"
-    assert fabric["hosts"]["node1"]["node_address"] not in render.rpc_servers(plan, fabric, 50060)
-    with pytest.raises(PlanError):
-        render.dllama_workers(plan, fabric)
-
-
-def test_dllama_workers() -> None:
-    nodes = [{"name": "n%d" % i, "profile": "strix_halo"} for i in range(4)]
-    fabric = plan_fabric(nodes, "switch")
-    plan = plan_parallel(nodes, "switch", model="meta-llama/Llama-3.1-70B-Instruct", quant="q40",
-                         backend="distributed_llama", tensor_parallel=4)
-    assert render.dllama_workers(plan, fabric) == ["10.213.0.2:9999", "10.213.0.3:9999", "10.213.0.4:9999"]
-    assert plan["settings"]["buffer_float_type"] == "q80"
-
-
-def test_comm_env_lists_both_cx7_halves() -> None:
-    nodes = [{"name": n, "profile": "gb10"} for n in ("a", "b")]
-    env = render.comm_env(plan_fabric(nodes, "direct"), "a")
-    assert env["VLLM_HOST_IP"] == "10.213.0.1"
-    assert env["NCCL_IB_HCA"] == "rocep1s0f1,roceP2p1s0f1"
-    assert env["NCCL_SOCKET_IFNAME"] == "enp1s0f1np1,enP2p1s0f1np1"
-    assert env["RAY_memory_monitor_refresh_ms"] == "0"
-    with pytest.raises(PlanError) as err:
-        render.comm_env(plan_fabric(nodes, "direct"), "c")
-    assert err.value.host == "c"
 
 
 def test_inventory_nodes() -> None:

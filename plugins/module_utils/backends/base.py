@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: llmlab.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every backend module answers. The planner asks these questions and never tests a backend's name.
+
+A backend module owns everything about its backend: what it loads and runs on, the shapes it can take, the memory and
+speed of a shape and why a shape cannot work, the ports its nodes open to each other, the services each node runs
+(unit names, defined here once) and, once its role gives it its options, the exact command line and environment of
+every service (``deploy``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
+from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
+from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (
+    MOE_EFFICIENCY, Request, decode_bytes, sig)
+from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
+
+Shape = Tuple[int, int]                      # (tensor parallel, pipeline parallel)
+Components = Dict[str, float]                # decode/prefill compute, limit and communication, in seconds
+
+
+class Backend:
+    """One inference backend. Subclasses set the class attributes and override what differs."""
+
+    name = ""
+    title = ""                               # how people write it
+    quants: Tuple[str, ...] = ()             # the quantizations it loads
+    accelerators: Tuple[str, ...] = ()       # the node accelerators it runs on
+    containers = False                       # whether its services run in containers (the runtime stage)
+    peer_ports: Dict[str, str] = {}          # named TCP ports (or ranges) its nodes open to cluster peers
+    units: Dict[str, str] = {}               # service -> systemd unit, every unit the backend may install
+    firewall_tables: Tuple[str, ...] = ()    # nftables tables of its own (closed by its role's absent tasks)
+    shape_rule = ""                          # how it splits a model, for messages
+    # calibrated constants (change them only with the calibration table, which tests print)
+    decode_efficiency: Dict[str, float] = {}
+    prefill_efficiency: Dict[str, float] = {}
+    kv_bytes = 2.0                           # bytes per KV-cache element
+    runtime_overhead_gb = 0.0                # per node, besides weights and KV cache
+    step_overhead_us = 0.0                   # per decode step
+    act_bytes = 2.0                          # bytes per activation element sent between nodes
+
+    # --- shapes --------------------------------------------------------------------------------------------------
+    def shapes(self, used: int) -> List[Shape]:
+        """The (TP, PP) shapes it can take on ``used`` nodes, most tensor-parallel first."""
+        raise NotImplementedError
+
+    def default_shape(self, used: int) -> Shape:
+        """The shape a published measurement on ``used`` nodes ran, when it does not say."""
+        return self.shapes(used)[0]
+
+    def problems(self, tp: int, pp: int, nodes: Sequence[Node], req: Request) -> List[str]:
+        """Why this shape cannot run, in plain words (empty when it can)."""
+        out = []
+        if req.quant not in self.quants:
+            out.append("%s cannot load %s weights (it loads %s)" % (self.name, req.quant, ", ".join(self.quants)))
+        for n in nodes:
+            if n.accelerator not in self.accelerators:
+                out.append("%s needs a %s accelerator; %s (profile %s) has %s"
+                           % (self.name, " or ".join(self.accelerators), n.name, n.profile, n.accelerator))
+                break
+        return out + self.shape_problems(tp, pp, nodes, req)
+
+    def shape_problems(self, tp: int, pp: int, nodes: Sequence[Node], req: Request) -> List[str]:
+        return []
+
+    # --- memory and speed ----------------------------------------------------------------------------------------
+    def memory(self, tp: int, pp: int, nodes: Sequence[Node],
+               req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
+        """Bytes each node holds (weights share + KV cache share + overhead) and the settings the split implies."""
+        raise NotImplementedError
+
+    def kv_total_bytes(self, req: Request) -> float:
+        m = req.model
+        return float(m.kv_elements_per_token) * self.kv_bytes * req.context_tokens * req.concurrency
+
+    def compute(self, tp: int, nodes: Sequence[Node], req: Request, step: Mapping[str, float],
+                settings: Mapping[str, Any]) -> Components:
+        """Decode and prefill time on the nodes, without communication. Default: ``tp`` ranks work on every step at
+        once (tensor parallel), bounded by the slowest node."""
+        m = req.model
+        bw = {n.name: n.mem_bw_gbs * 1e9 for n in nodes}
+        eff = self._efficiency(nodes, req)
+        slow = min(nodes, key=lambda n: bw[n.name] * eff[n.name])
+        pfe = {n.name: self.prefill_efficiency[n.accelerator] for n in nodes}
+        tfl = {n.name: n.compute_tflops * 1e12 for n in nodes}
+        return {
+            "decode": step["total"] / (tp * bw[slow.name] * eff[slow.name]),
+            "limit": step["total"] / (tp * min(bw.values())),
+            "prefill": self._prefill_flops(req) / (tp * min(tfl[n.name] * pfe[n.name] for n in nodes)),
+            "prefill_floor": self._prefill_floor_bytes(req, step) / (tp * min(bw.values())),
+        }
+
+    def communication(self, tp: int, pp: int, nodes: Sequence[Node], req: Request,
+                      settings: Mapping[str, Any]) -> Tuple[float, float, List[str]]:
+        """Seconds of communication per decode step and for the prefill, and what they are, in words."""
+        return 0.0, 0.0, []
+
+    def predict(self, tp: int, pp: int, nodes: Sequence[Node], req: Request,
+                settings: Mapping[str, Any]) -> Tuple[Dict[str, Optional[float]], List[str]]:
+        """Per-sequence and aggregate decode speed, time to first token and the physical limit of a shape."""
+        c = req.concurrency
+        step = decode_bytes(req.model, req.quant, c, req.prompt_tokens, self.kv_bytes)
+        t = self.compute(tp, nodes, req, step, settings)
+        comm, pre_comm, notes = self.communication(tp, pp, nodes, req, settings)
+        step_s = t["decode"] + comm + self.step_overhead_us * 1e-6
+        ttft = max(t["prefill"], t["prefill_floor"]) + pre_comm + step_s
+        per_request = 1.0 / step_s
+        pred: Dict[str, Optional[float]] = {
+            "decode_tok_s": sig(per_request),
+            "aggregate_tok_s": sig(per_request * c),
+            "ttft_s": sig(ttft, up=True),
+            "physical_limit_tok_s": sig(1.0 / t["limit"], up=True),
+            "bytes_per_token_gb": sig(step["total"] / c / 1e9, up=True),
+        }
+        return pred, notes
+
+    def _efficiency(self, nodes: Sequence[Node], req: Request) -> Dict[str, float]:
+        moe = MOE_EFFICIENCY if req.model.is_moe else 1.0
+        return {n.name: self.decode_efficiency[n.accelerator] * moe for n in nodes}
+
+    @staticmethod
+    def _prefill_flops(req: Request) -> float:
+        return 2.0 * req.model.params_active_b * 1e9 * req.prompt_tokens * req.concurrency
+
+    @staticmethod
+    def _prefill_floor_bytes(req: Request, step: Mapping[str, float]) -> float:
+        return model_weight_bytes(req.model, req.quant) if req.model.is_moe else step["weights"]
+
+    # --- what the nodes run --------------------------------------------------------------------------------------
+    def services(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
+                 api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        """host -> service -> ``{unit, port, bind}``: what each node of the plan runs and where it listens."""
+        raise NotImplementedError
+
+    def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
+               options: Mapping[str, Any]) -> Dict[str, Any]:
+        """The exact command line and environment of every service, from the role's options. Returns
+        ``{services: {host: {service: {argv, env}}}, ...}`` with whatever else the role applies (builds, ...)."""
+        raise PlanError("%s has no role in this collection yet, so nothing computes how to run it" % self.name,
+                        variable="llmlab_backend", fix="choose a deployable backend or llmlab_backend: auto")
+
+    def footprint(self) -> Dict[str, Any]:
+        """Everything of this backend that a node may hold, so that another plan can remove it."""
+        return {"units": dict(self.units), "firewall_tables": list(self.firewall_tables),
+                "peer_ports": dict(self.peer_ports), "containers": self.containers}
+
+
+def fabric_address(fabric: Optional[Mapping[str, Any]], host: str) -> Optional[str]:
+    """A node's fabric address (the address its cluster services bind to), or None without a fabric plan."""
+    if not fabric:
+        return None
+    try:
+        return str(fabric["hosts"][host]["node_address"])
+    except KeyError:
+        raise PlanError("host %s is in the parallel plan but not in the fabric plan" % host, host=host,
+                        variable="llmlab_nodes", fix="compute both plans from the same inventory group")
+
+
+def host_option(hostvars: Mapping[str, Mapping[str, Any]], host: str, prefix: str, key: str,
+                options: Mapping[str, Any]) -> Any:
+    """A role option for one host: the host's ``<prefix><key>`` when the inventory sets it, else the role's."""
+    value = (hostvars.get(host) or {}).get(prefix + key)
+    return options.get(key) if value in (None, "") else value
