@@ -9,6 +9,7 @@ Nothing here re-plans: every function reads the ``fabric`` and ``plan`` dicts th
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any, Dict, List, Mapping, Sequence
 
@@ -133,3 +134,9 @@ def backend_deploy(llmlab_plan: Mapping[str, Any], hostvars: Mapping[str, Mappin
     plan["services"] = services
     plan["deploy"] = {k: v for k, v in out.items() if k != "services"}
     return dict(llmlab_plan, plan=plan)
+
+
+def deployable_backends(roles_dir: str) -> List[str]:
+    """The registry's backends that have a role under ``roles_dir`` (``<name>/tasks/main.yml``): the deployable
+    ones, in the registry's order."""
+    return [n for n in backends.NAMES if os.path.isfile(os.path.join(roles_dir, n, "tasks", "main.yml"))]

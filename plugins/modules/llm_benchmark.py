@@ -44,7 +44,9 @@ options:
     description: Sent as C(Authorization Bearer). Comes from a Vault variable.
     type: str
   model:
-    description: The C(model) field of each request (llama-server accepts any).
+    description:
+      - The C(model) field of each request - the served model name (the benchmark role sends the plan's
+        C(api.served_model_name)). vLLM refuses a name it does not serve; llama-server accepts any.
     type: str
     default: default
   endpoint:
@@ -115,8 +117,9 @@ options:
 EXAMPLES = r"""
 - name: Measure the cluster from the controller
   llmlab.cluster.llm_benchmark:
-    url: "http://{{ llmlab_api_address }}:8080"
+    url: "{{ llmlab_plan.plan.api.url }}"
     api_key: "{{ llmlab_api_key }}"
+    model: "{{ llmlab_plan.plan.api.served_model_name }}"
     num_requests: 16
     parallel: 2
     prompt_tokens: 64

@@ -83,11 +83,10 @@ def test_module_failure_names_host_variable_and_fix(installed_collection: str, t
     ("llmlab.cluster.node_facts", "module"), ("llmlab.cluster.ping_matrix", "filter"),
     ("llmlab.cluster.fabric", "role"), ("llmlab.cluster.preflight", "role"),
     ("llmlab.cluster.container_runtime", "role"), ("llmlab.cluster.contract_errors", "filter"),
-    ("llmlab.cluster.inventory_nodes", "filter"), ("llmlab.cluster.rpc_servers", "filter"),
-    ("llmlab.cluster.dllama_workers", "filter"), ("llmlab.cluster.comm_env", "filter"),
+    ("llmlab.cluster.inventory_nodes", "filter"), ("llmlab.cluster.backend_deploy", "filter"),
     ("llmlab.cluster.plan_table", "filter"), ("llmlab.cluster.plan", "role"),
     ("llmlab.cluster.gguf_info", "module"), ("llmlab.cluster.llm_benchmark", "module"),
-    ("llmlab.cluster.llamacpp_builds", "filter"), ("llmlab.cluster.llamacpp_rpc", "role"),
+    ("llmlab.cluster.llamacpp_rpc", "role"), ("llmlab.cluster.cluster_defaults", "role"),
     ("llmlab.cluster.verify", "role"), ("llmlab.cluster.benchmark", "role"),
 ])
 def test_docs_render(installed_collection: str, tmp_path, plugin: str, kind: str) -> None:
@@ -113,22 +112,38 @@ def test_filters_in_templates(installed_collection: str, tmp_path) -> None:
                 quant: fp16
                 backend: llamacpp_rpc
                 pipeline_parallel: 3
+                fabric: "{{ f.fabric }}"
               register: p
+            - ansible.builtin.set_fact:
+                published:
+                  fabric: "{{ f.fabric }}"
+                  plan: "{{ p.plan }}"
+                hv:
+                  n1: {llmlab_profile: sim, llmlab_node: {cpus: 2, arch: x86_64}}
+                  n2: {llmlab_profile: sim, llmlab_node: {cpus: 2, arch: x86_64}}
+                  n3: {llmlab_profile: sim, llmlab_node: {cpus: 2, arch: x86_64}, llmlab_llamacpp_threads: 1}
+                opts: {version: v1, source: archive, cmake_flags: [], accelerator: "", threads: 0,
+                       rpc_binary: ggml-rpc-server, prefix: /opt/x, conf_dir: /etc/x, model_path: /m.gguf, slots: 1,
+                       server_args: [], rpc_cache: false, rpc_cache_dir: /c}
+            - ansible.builtin.set_fact:
+                deployed: "{{ published | llmlab.cluster.backend_deploy(hv, opts) }}"
             - ansible.builtin.assert:
                 that:
-                  - (p.plan | llmlab.cluster.rpc_servers(f.fabric)) == '10.213.0.2:50052,10.213.0.3:50052'
-                  - (f.fabric | llmlab.cluster.comm_env('n2')).VLLM_HOST_IP == '10.213.0.2'
+                  - deployed.plan.services.n3['rpc-server'].argv == ['/opt/x/current/bin/ggml-rpc-server', '-H',
+                    '10.213.0.3', '-p', '50052', '-t', '1']
+                  - "'10.213.0.2:50052,10.213.0.3:50052' in deployed.plan.services.n1['llama-server'].argv"
                   - "(f.fabric | llmlab.cluster.plan_table(p.plan)) | select('match', '^why: chosen: llamacpp_rpc')
                     | list | length == 1"
             - name: a plan error reaches the user as a filter error
               ansible.builtin.debug:
-                msg: "{{ p.plan | llmlab.cluster.dllama_workers(f.fabric) }}"
+                msg: "{{ published | llmlab.cluster.backend_deploy(hv | combine({'n2': {'llmlab_profile': 'sim',
+                  'llmlab_node': {'cpus': 2}, 'llmlab_llamacpp_version': 'v2'}}), opts) }}"
               register: bad
               ignore_errors: true  # the assertion below is the test
             - ansible.builtin.assert:
                 that:
                   - bad is failed
-                  - "'not distributed_llama' in bad.msg"
+                  - "'RPC needs the same build on every node' in bad.msg"
         """))
     res = run(["ansible-playbook", str(playbook)], cwd=str(tmp_path), env=_isolated_env(installed_collection, tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -161,15 +176,15 @@ def test_plan_playbook_on_the_lab_inventory(tmp_path) -> None:
     res = _plan(tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "unreachable=0" in res.stdout and "failed=0" in res.stdout
-    for words in ("fabric: ring, routing static, pool 10.213.0.0/24", "model Qwen/Qwen3-235B-A22B in fp8",
-                  "why: chosen: vllm_ray TP=1 PP=3", "rejected: TP=3 does not divide the 64 attention heads"):
+    for words in ("fabric: ring, routing static, pool 10.213.0.0/24", "model Qwen/Qwen3-235B-A22B in q4_k_m",
+                  "why: chosen: llamacpp_rpc TP=1 PP=2", "rejected, no role"):
         assert words in res.stdout
     with open(tmp_path / "plan.json", encoding="utf-8") as fh:
         data = json.load(fh)
     assert sorted(data) == ["fabric", "plan"]
     assert sorted(data["fabric"]["hosts"]) == ["gx10-a", "gx10-b", "gx10-c"]
     assert data["fabric"]["links"][0]["a"] == "gx10-a:enp1s0f0np0"  # the inventory's NVIDIA cabling
-    assert data["plan"]["backend"] == "vllm_ray" and data["plan"]["fits"] is True
+    assert data["plan"]["backend"] == "llamacpp_rpc" and data["plan"]["fits"] is True
     # a second run changes nothing
     again = _plan(tmp_path)
     assert again.returncode == 0 and "changed=0" in again.stdout.split("PLAY RECAP")[1]
@@ -178,7 +193,36 @@ def test_plan_playbook_on_the_lab_inventory(tmp_path) -> None:
 def test_plan_playbook_in_check_mode_writes_nothing(tmp_path) -> None:
     res = _plan(tmp_path, "--check")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "why: chosen: vllm_ray" in res.stdout
+    assert "why: chosen: llamacpp_rpc" in res.stdout
+    assert not os.path.exists(tmp_path / "plan.json")
+
+
+def test_auto_on_the_lab_inventory_plans_a_backend_that_a_role_deploys(installed_collection: str, tmp_path) -> None:
+    """inventories/lab with llmlab_backend: auto - the chosen backend has a role in the installed collection with the
+    four entry points, and the backend stage would run that role; candidates without a role are never chosen."""
+    res = _plan(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with open(tmp_path / "plan.json", encoding="utf-8") as fh:
+        plan = json.load(fh)["plan"]
+    backend = plan["backend"]
+    role = os.path.join(installed_collection, "ansible_collections", "llmlab", "cluster", "roles", backend)
+    for entry in ("main", "validate", "verify", "absent"):
+        assert os.path.isfile(os.path.join(role, "tasks", entry + ".yml")), (backend, entry)
+    assert backend in plan["deployable_backends"] and plan["backends"][backend]["deployable"]
+    assert plan["services"][plan["head"]] and all(plan["services"][w] for w in plan["workers"])
+    assert plan["candidates"][0]["backend"] == backend and plan["candidates"][0]["deployable"]
+    undeployable = [c for c in plan["candidates"] if not c["deployable"]]
+    assert undeployable and all(not os.path.isdir(os.path.join(os.path.dirname(role), c["backend"]))
+                                for c in undeployable)
+    listed = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/backend.yml", "--list-tasks"])
+    assert listed.returncode == 0 and "Deploy the plan's backend" in listed.stdout
+
+
+def test_pinning_a_backend_without_a_role_fails_in_the_plan(tmp_path) -> None:
+    res = _plan(tmp_path, "-e", "llmlab_backend=vllm_ray")
+    assert res.returncode != 0
+    assert "backend vllm_ray is planned by this collection but not deployable" in res.stdout
+    assert "variable llmlab_backend" in res.stdout and "Fix: use one of llamacpp_rpc, auto or none" in res.stdout
     assert not os.path.exists(tmp_path / "plan.json")
 
 
@@ -210,7 +254,8 @@ def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_p
     assert res.returncode == 0, res.stdout + res.stderr
     plays = [l.split(": ", 1)[1].split("\t")[0] for l in res.stdout.splitlines() if l.strip().startswith("play #")]
     assert plays[0].startswith("Preflight")
-    order = ["Apply the cluster fabric", "Install and configure the container runtime", "Deploy llama.cpp RPC",
+    order = ["Apply the cluster fabric", "Install and configure the container runtime",
+             "The plan's backend, and nothing of any other",
              "Verify the serving cluster", "Benchmark the cluster"]
     assert [plays.index(p) for p in order] == sorted(plays.index(p) for p in order), plays
     for line in (l.strip() for l in res.stdout.splitlines() if "TAGS: [" in l and "llmlab.cluster." in l):
@@ -218,6 +263,6 @@ def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_p
         role = name.split(" : ")[0].split(".")[-1]
         assert role in tags, "task without its role's tag: %s" % line
     assert "Check, learn and plan\tTAGS: [always, preflight]" in res.stdout
-    for role in ("plan", "preflight", "fabric", "container_runtime", "llamacpp_rpc", "verify", "benchmark"):
+    for role in ("plan", "preflight", "fabric", "container_runtime", "backend", "llamacpp_rpc", "verify", "benchmark"):
         res = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/%s.yml" % role, "--list-tasks"])
         assert res.returncode == 0, res.stdout + res.stderr
