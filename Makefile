@@ -15,7 +15,7 @@ SHAPE     ?=
 SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv demo plan test lint unit integration lab molecule build calibration-table clean \
+.PHONY: help venv demo plan test lint unit integration lab molecule build calibration-table variables-table clean \
 	lab-host sim-image sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
@@ -104,6 +104,9 @@ calibration-table: venv  ## print the planner's calibration table for the README
 	@$(PY) -c 'import sys; sys.path.insert(0, ".collections"); \
 	from ansible_collections.llmlab.cluster.plugins.module_utils import calibration as c; \
 	print(c.markdown_table(c.score()))'
+
+variables-table: venv  ## regenerate the README's variable table from the roles' argument specs
+	$(PY) -m tools.spec_table --write
 
 clean:  ## remove the venv, builds and caches (take the lab down first: make sim-down)
 	rm -rf $(VENV) .collections build .pytest_cache .mypy_cache .cache inventories/*/artifacts
