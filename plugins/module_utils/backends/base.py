@@ -77,6 +77,10 @@ class Backend:
         m = req.model
         return float(m.kv_elements_per_token) * self.kv_bytes * req.context_tokens * req.concurrency
 
+    def totals(self, req: Request) -> Tuple[float, float, float]:
+        """Bytes of the whole model's weights, of the whole KV cache, and of the runtime's overhead on one node."""
+        return model_weight_bytes(req.model, req.quant), self.kv_total_bytes(req), self.runtime_overhead_gb * 1e9
+
     def compute(self, tp: int, nodes: Sequence[Node], req: Request, step: Mapping[str, float],
                 settings: Mapping[str, Any]) -> Components:
         """Decode and prefill time on the nodes, without communication. Default: ``tp`` ranks work on every step at
@@ -135,6 +139,18 @@ class Backend:
                  api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
         """host -> service -> ``{unit, port, bind}``: what each node of the plan runs and where it listens."""
         raise NotImplementedError
+
+    def head_and_workers(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
+                         api: Mapping[str, Any], head_service: str, worker_service: str,
+                         worker_port: Optional[int]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        """The common layout: the head serves the API on its address, every worker one service on its fabric
+        address."""
+        out: Dict[str, Dict[str, Dict[str, Any]]] = {
+            head: {head_service: {"unit": self.units[head_service], "port": api["port"], "bind": api["address"]}}}
+        for w in workers:
+            out[w] = {worker_service: {"unit": self.units[worker_service], "port": worker_port,
+                                       "bind": fabric_address(fabric, w)}}
+        return out
 
     def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
                options: Mapping[str, Any]) -> Dict[str, Any]:

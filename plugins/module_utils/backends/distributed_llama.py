@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import Backend, Shape, fabric_address
-from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (
     Request, is_power_of_two, link_bytes_per_s)
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
@@ -52,9 +51,7 @@ class DistributedLlama(Backend):
     def memory(self, tp: int, pp: int, nodes: Sequence[Node],
                req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
         m = req.model
-        weights = model_weight_bytes(m, req.quant)
-        kv_total = self.kv_total_bytes(req)
-        overhead = self.runtime_overhead_gb * 1e9
+        weights, kv_total, overhead = self.totals(req)
         embed = m.vocab * m.hidden * 4.0          # the root keeps the embedding table in f32
         mem = {n.name: (weights + kv_total) / tp + overhead + (embed if i == 0 else 0.0) for i, n in enumerate(nodes)}
         return mem, {"buffer_float_type": "q80" if req.quant == "q4_0" else "f32",
@@ -76,12 +73,8 @@ class DistributedLlama(Backend):
 
     def services(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
                  api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-        out: Dict[str, Dict[str, Dict[str, Any]]] = {
-            head: {"dllama-api": {"unit": self.units["dllama-api"], "port": api["port"], "bind": api["address"]}}}
-        for w in workers:
-            out[w] = {"dllama-worker": {"unit": self.units["dllama-worker"], "port": int(self.peer_ports["worker"]),
-                                        "bind": fabric_address(fabric, w)}}
-        return out
+        return self.head_and_workers(head, workers, fabric, api, "dllama-api", "dllama-worker",
+                                     int(self.peer_ports["worker"]))
 
 
 def workers_argument(workers: Sequence[str], fabric: Mapping[str, Any], port: int) -> List[str]:

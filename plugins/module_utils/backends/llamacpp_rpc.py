@@ -18,7 +18,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import (
     Backend, Components, Shape, fabric_address, host_option)
-from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import Request, hop_s, proportional_split
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
@@ -80,9 +79,7 @@ class LlamacppRpc(Backend):
     def memory(self, tp: int, pp: int, nodes: Sequence[Node],
                req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
         m = req.model
-        weights = model_weight_bytes(m, req.quant)
-        kv_total = self.kv_total_bytes(req)
-        overhead = self.runtime_overhead_gb * 1e9
+        weights, kv_total, overhead = self.totals(req)
         layers = proportional_split(m.layers, [n.usable_memory_gb for n in nodes])
         mem = {n.name: (weights + kv_total) * l / m.layers + overhead for n, l in zip(nodes, layers)}
         settings: Dict[str, Any] = {"layer_split": {n.name: l for n, l in zip(nodes, layers)}}
@@ -122,12 +119,8 @@ class LlamacppRpc(Backend):
 
     def services(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
                  api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-        out: Dict[str, Dict[str, Dict[str, Any]]] = {
-            head: {"llama-server": {"unit": self.units["llama-server"], "port": api["port"], "bind": api["address"]}}}
-        for w in workers:
-            out[w] = {"rpc-server": {"unit": self.units["rpc-server"], "port": int(self.peer_ports["rpc"]),
-                                     "bind": fabric_address(fabric, w)}}
-        return out
+        return self.head_and_workers(head, workers, fabric, api, "llama-server", "rpc-server",
+                                     int(self.peer_ports["rpc"]))
 
     def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
                options: Mapping[str, Any]) -> Dict[str, Any]:

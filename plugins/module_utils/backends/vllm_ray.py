@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import Backend, Shape, fabric_address
-from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import Request, allreduce_s, hop_s
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
@@ -57,9 +56,7 @@ class VllmRay(Backend):
     def memory(self, tp: int, pp: int, nodes: Sequence[Node],
                req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
         m = req.model
-        weights = model_weight_bytes(m, req.quant)
-        kv_total = self.kv_total_bytes(req)
-        overhead = self.runtime_overhead_gb * 1e9
+        weights, kv_total, overhead = self.totals(req)
         # MLA keeps one latent per layer on every rank; otherwise a rank keeps its KV heads (at least one of them)
         kv_frac = 1.0 if m.kv_dim_per_layer else max(1.0 / tp, 1.0 / m.kv_heads)
         mem = {n.name: weights / (tp * pp) + kv_total / pp * kv_frac + overhead for n in nodes}
