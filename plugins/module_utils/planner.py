@@ -251,7 +251,7 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
                                             ", ".join(best.nodes_used))
     head += (", the fastest of %d fitting candidates" % fitting) if best.fits else \
         ", the fastest candidate, but NOTHING FITS (llmlab_fail_on_no_fit is false)"
-    plan["reasons"] = [head] + best.reasons
+    plan["reasons"] = [head] + best.reasons + _idle_reasons(best, candidates, resolved, tp, pp)
     be = backends.get(best.backend)
     head_node = next(n for n in resolved if n.name == best.nodes_used[0])
     plan["api"] = _api(head_node, api_address, api_port, m.id)
@@ -262,6 +262,31 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     plan.update(common)
     plan["candidates"] = [c.as_dict() for c in candidates]
     return plan
+
+
+def _idle_reasons(best: Candidate, candidates: Sequence[Candidate], nodes: Sequence[Node], tp: Optional[int],
+                  pp: Optional[int]) -> List[str]:
+    """When the plan leaves nodes of the inventory idle: which, and the rule that idles them - the best deployable
+    candidate on more nodes was rejected (and why), does not fit, or is not faster; or the pinned split is smaller."""
+    used = len(best.nodes_used)
+    if used == len(nodes):
+        return []
+    idle = ", ".join(n.name for n in nodes[used:])
+    bigger = [c for c in candidates if len(c.nodes_used) > used and c.deployable]
+    if not bigger:
+        pins = ", ".join("%s=%d" % (k, v) for k, v in (("llmlab_tensor_parallel", tp), ("llmlab_pipeline_parallel", pp))
+                         if v is not None)
+        return ["idle: %s - %s gives %d node(s) work%s" % (idle, pins or "no shape of this backend", used,
+                                                           "" if pins else " on more nodes")]
+    other = bigger[0]   # the best of them, by the same ranking
+    shape = "%s TP=%d PP=%d on %d nodes" % (other.backend, other.tensor_parallel, other.pipeline_parallel,
+                                             len(other.nodes_used))
+    if other.rejected or not other.fits:
+        why = other.reasons[0]
+    else:
+        why = "not faster (%.1f tok/s aggregate against %.1f with fewer nodes, which win a tie)" % (
+            other.predicted.get("aggregate_tok_s") or 0.0, best.predicted.get("aggregate_tok_s") or 0.0)
+    return ["idle: %s - the best plan with more nodes (%s): %s" % (idle, shape, why)]
 
 
 def _undeployable_why(candidates: Sequence[Candidate]) -> str:

@@ -246,3 +246,27 @@ def test_the_api_is_served_by_the_head_on_its_management_address_unless_told() -
                          backend="llamacpp_rpc", pipeline_parallel=2, api_address="10.0.0.9", api_port=9000)
     assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000, "url": "http://10.0.0.9:9000",
                            "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True}
+
+
+@pytest.mark.parametrize("case, idle", [
+    # llama.cpp's layer split runs one node after another: a third box adds a hop and no speed
+    (dict(nodes=nodes("gb10", 3), topology="ring", model="Qwen/Qwen3-235B-A22B", quant="q4_k_m",
+          deployable=["llamacpp_rpc"]), "idle: gb10-2 - the best plan with more nodes (llamacpp_rpc TP=1 PP=3 on 3 "
+                                        "nodes): not faster"),
+    # distributed-llama on three boxes: the rule is the power of two
+    (dict(nodes=nodes("strix_halo", 3), topology="switch", model="meta-llama/Llama-3.1-70B-Instruct", quant="q40",
+          backend="distributed_llama"), "idle: strix_halo-2 - the best plan with more nodes (distributed_llama TP=3 "
+                                        "PP=1 on 3 nodes): rejected: distributed-llama needs a power-of-two node "
+                                        "count, not 3"),
+    # a pinned split
+    (dict(nodes=nodes("sim", 3), topology="ring", model="tiny", quant="fp16", backend="llamacpp_rpc",
+          pipeline_parallel=2), "idle: sim-2 - llmlab_pipeline_parallel=2 gives 2 node(s) work"),
+])
+def test_idle_nodes_are_named_with_the_rule_that_idles_them(case: Dict[str, Any], idle: str) -> None:
+    reasons = plan_parallel(**case)["reasons"]
+    assert any(r.startswith(idle) for r in reasons), reasons
+
+
+def test_no_idle_reason_when_every_node_works() -> None:
+    plan = plan_parallel(nodes("gb10", 2), "direct", model="openai/gpt-oss-120b", quant="mxfp4")
+    assert len(plan["nodes_used"]) == 2 and not [r for r in plan["reasons"] if r.startswith("idle")]
