@@ -152,9 +152,7 @@ def _footprints(can_deploy: Sequence[str]) -> Dict[str, Dict[str, Any]]:
     return {n: dict(b.footprint(), deployable=n in can_deploy, title=b.title) for n, b in backends.REGISTRY.items()}
 
 
-def _api(head: Optional[Node], api_address: Optional[str], api_port: int, model_id: str) -> Optional[Dict[str, Any]]:
-    if head is None:
-        return None
+def _api(head: Node, api_address: Optional[str], api_port: int, model_id: str) -> Dict[str, Any]:
     address = api_address or head.management_address
     return {"host": head.name, "address": address, "port": int(api_port),
             "url": "http://%s:%d" % (address, int(api_port)) if address else None,

@@ -131,7 +131,7 @@ class LlamacppRpc(Backend):
         builds = cluster_builds(plan, hostvars, options)
         head, workers = plan["head"], list(plan["workers"])
         services = plan["services"]
-        rpc_port = services[workers[0]]["rpc-server"]["port"] if workers else int(self.peer_ports["rpc"])
+        rpc_port = int(self.peer_ports["rpc"])
         bindir = "%s/current/bin" % options["prefix"]
         out: Dict[str, Dict[str, Dict[str, Any]]] = {}
         for w in workers:
