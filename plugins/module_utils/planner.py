@@ -256,7 +256,7 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     plan["peer_ports"] = list(be.peer_ports.values())
     plan["ports"] = dict(be.peer_ports, api=str(int(api_port)))
     plan["containers"] = be.containers
-    plan["services"] = be.services(plan["head"], plan["workers"], fabric, plan["api"])
+    plan["services"] = be.services(plan, fabric)
     plan.update(common)
     plan["candidates"] = [c.as_dict() for c in candidates]
     return plan

@@ -124,13 +124,15 @@ def facts_contract_errors(plan: Mapping[str, Any], hostvars: Mapping[str, Mappin
 
 def backend_deploy(llmlab_plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
                    options: Mapping[str, Any]) -> Dict[str, Any]:
-    """The published plan with what its backend's role applies: every service's ``argv`` and ``env`` merged into
-    ``plan.services``, and the rest of the backend's answer (builds, ...) as ``plan.deploy``. The backend module
-    computes it from the role's ``options`` and the inventory (per-host options, the nodes' facts)."""
+    """The published plan with what its backend's role applies: the services the backend's answer lists (with the
+    role's options a node may run other services than the plan foresaw, e.g. another vLLM executor), each with its
+    ``argv`` and ``env`` merged into what the plan said of it, as ``plan.services``; the rest of the answer (builds,
+    ...) as ``plan.deploy``. The backend module computes it from the role's ``options`` and the inventory (per-host
+    options, the nodes' facts)."""
     plan = dict(llmlab_plan["plan"])
     out = backends.get(plan["backend"]).deploy(plan, llmlab_plan["fabric"], hostvars, options)
-    services = {h: {name: dict(svc, **out["services"].get(h, {}).get(name, {})) for name, svc in per.items()}
-                for h, per in plan["services"].items()}
+    services = {h: {name: dict((plan["services"].get(h) or {}).get(name) or {}, **svc) for name, svc in per.items()}
+                for h, per in out["services"].items()}
     plan["services"] = services
     plan["deploy"] = {k: v for k, v in out.items() if k != "services"}
     return dict(llmlab_plan, plan=plan)

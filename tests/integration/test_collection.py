@@ -212,8 +212,8 @@ def test_auto_on_the_lab_inventory_plans_a_backend_that_a_role_deploys(installed
     assert plan["services"][plan["head"]] and all(plan["services"][w] for w in plan["workers"])
     assert plan["candidates"][0]["backend"] == backend and plan["candidates"][0]["deployable"]
     undeployable = [c for c in plan["candidates"] if not c["deployable"]]
-    assert undeployable and all(not os.path.isdir(os.path.join(os.path.dirname(role), c["backend"]))
-                                for c in undeployable)
+    assert undeployable and all(not os.path.isfile(os.path.join(os.path.dirname(role), c["backend"], "tasks",
+                                                                "main.yml")) for c in undeployable)
     listed = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/backend.yml", "--list-tasks"])
     assert listed.returncode == 0 and "Deploy the plan's backend" in listed.stdout
 

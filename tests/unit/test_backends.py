@@ -3,6 +3,7 @@ what "deployable" means to the planner; and llmlab_backend: none."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Dict, List
 
@@ -52,8 +53,8 @@ def test_unit_names_are_unique_across_backends() -> None:
 @pytest.mark.parametrize("name", sorted(backends.NAMES))
 def test_deployable_backends_have_a_role_with_the_four_task_files(name: str) -> None:
     role = os.path.join(ROOT, "roles", name)
-    if not os.path.isdir(role):
-        pytest.skip("%s has no role yet: the planner marks it not deployable" % name)
+    if not os.path.isfile(os.path.join(role, "tasks", "main.yml")):
+        pytest.skip("%s has no role tasks yet: the planner marks it not deployable" % name)
     for f in ("main", "validate", "verify", "absent"):
         assert os.path.isfile(os.path.join(role, "tasks", f + ".yml")), "roles/%s/tasks/%s.yml" % (name, f)
     assert os.path.isfile(os.path.join(ROOT, "playbooks", name + ".yml"))
@@ -74,7 +75,7 @@ def test_shapes(be: Any, used: int, shapes: List[Any]) -> None:
 
 @pytest.mark.parametrize("be, model, quant, tp, pp, profile, words", [
     (vllm_ray.BACKEND, "Qwen/Qwen3-235B-A22B", "fp8", 3, 1, "gb10", ["TP=3 does not divide the 64 attention heads"]),
-    (vllm_ray.BACKEND, "tiny", "fp16", 1, 1, "sim", ["vllm_ray needs a cuda or rocm accelerator"]),
+    (vllm_ray.BACKEND, "tiny", "fp16", 2, 1, "sim", []),          # vLLM's CPU build: the lab
     (vllm_ray.BACKEND, "Qwen/Qwen3-235B-A22B", "q4_k_m", 1, 1, "gb10", ["vllm_ray cannot load q4_k_m weights"]),
     (llamacpp_rpc.BACKEND, "Qwen/Qwen3-235B-A22B", "fp8", 1, 3, "gb10", ["llamacpp_rpc cannot load fp8 weights"]),
     (llamacpp_rpc.BACKEND, "tiny", "fp16", 1, 13, "sim", ["13 nodes are more than the 12 layers to split"]),
@@ -91,6 +92,13 @@ def test_problems(be: Any, model: str, quant: str, tp: int, pp: int, profile: st
     problems = be.problems(tp, pp, ns, req(model, quant))
     assert all(any(w in p for p in problems) for w in words), problems
     assert bool(problems) == bool(words)
+
+
+def test_a_node_whose_accelerator_a_backend_does_not_run_on_is_named() -> None:
+    ns = [resolve_node(n) for n in nodes("gb10", 2)]
+    ns[1] = dataclasses.replace(ns[1], accelerator="metal")
+    problems = vllm_ray.BACKEND.problems(2, 1, ns, req("Qwen/Qwen3-235B-A22B", "fp8"))
+    assert problems == ["vllm_ray needs a cuda or rocm or cpu accelerator; %s (profile gb10) has metal" % ns[1].name]
 
 
 # --- memory and settings -------------------------------------------------------------------------------------
@@ -110,7 +118,7 @@ def test_vllm_memory_divides_weights_over_every_rank_and_sets_the_executor() -> 
     two, s2 = vllm_ray.BACKEND.memory(2, 1, ns, r)
     overhead = vllm_ray.BACKEND.runtime_overhead_gb * 1e9
     assert two["gb10-0"] - overhead < (one["gb10-0"] - overhead) / 2 * 1.01
-    assert (s1["distributed_executor_backend"], s2["distributed_executor_backend"]) == ("mp", "ray")
+    assert (s1["distributed_executor_backend"], s2["distributed_executor_backend"]) == ("uni", "ray")
 
 
 def test_distributed_llama_keeps_the_embedding_on_the_root_and_buffers_in_q80() -> None:
@@ -217,12 +225,10 @@ def test_llamacpp_alone_has_no_rpc_list_and_a_worker_on_another_build_is_named()
 
 
 def test_a_backend_without_a_role_computes_no_command_line() -> None:
-    ns = [dict(n, management_address="192.168.1.5%d" % i) for i, n in enumerate(nodes("gb10", 2))]
+    ns = [{"name": "n%d" % i, "profile": "strix_halo"} for i in range(2)]
     fabric = plan_fabric(ns, "direct")
-    plan = plan_parallel(ns, "direct", model="openai/gpt-oss-120b", quant="mxfp4", backend="vllm_ray", fabric=fabric)
-    assert plan["services"]["gb10-0"]["vllm"]["bind"] == "192.168.1.50"
-    assert plan["services"]["gb10-1"] == {"ray-worker": {"unit": "llmlab-ray-worker.service", "port": None,
-                                                         "bind": "10.213.0.2"}}
+    plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q4_0",
+                         backend="distributed_llama", fabric=fabric)
     with pytest.raises(PlanError) as err:
         render.backend_deploy({"fabric": fabric, "plan": plan}, {}, {})
     assert "has no role" in str(err.value) and err.value.variable == "llmlab_backend"

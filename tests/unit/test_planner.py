@@ -87,10 +87,11 @@ def test_rejected_candidates_say_why() -> None:
                                       if c["backend"] == "distributed_llama" and c["tensor_parallel"] == 3)
 
 
-def test_vllm_needs_a_gpu_and_pp_support() -> None:
-    plan = plan_parallel(nodes("sim", 2), "direct", model="tiny", quant="fp16", fail_on_no_fit=False)
-    vllm = [c for c in plan["candidates"] if c["backend"] == "vllm_ray"]
-    assert vllm and all(c["rejected"] and "needs a cuda or rocm accelerator" in c["reasons"][0] for c in vllm)
+def test_vllm_on_cpu_nodes_runs_its_own_executor_and_needs_pp_support() -> None:
+    plan = plan_parallel(nodes("sim", 2), "direct", model="tiny", quant="fp16", backend="vllm_ray",
+                         fail_on_no_fit=False)  # 3 GB of runtime overhead: more than a lab profile holds
+    assert plan["settings"]["distributed_executor_backend"] == "mp"
+    assert any("executor mp: vLLM's CPU build has no Ray executor" in r for r in plan["reasons"])
     custom = {"id": "odd", "architecture": "OddForCausalLM", "params_total_b": 400, "layers": 60, "hidden": 8192,
               "heads": 64}
     plan = plan_parallel(nodes("gb10", 4), "ring", model=custom, quant="fp8", backend="vllm_ray",

@@ -135,19 +135,20 @@ class Backend:
         return model_weight_bytes(req.model, req.quant) if req.model.is_moe else step["weights"]
 
     # --- what the nodes run --------------------------------------------------------------------------------------
-    def services(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
-                 api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-        """host -> service -> ``{unit, port, bind}``: what each node of the plan runs and where it listens."""
+    def services(self, plan: Mapping[str, Any],
+                 fabric: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        """host -> service -> ``{unit, port, bind}``: what each node of the plan (its ``head``, ``workers``, ``api``
+        and ``settings``) runs and where it listens."""
         raise NotImplementedError
 
-    def head_and_workers(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
-                         api: Mapping[str, Any], head_service: str, worker_service: str,
-                         worker_port: Optional[int]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    def head_and_workers(self, plan: Mapping[str, Any], fabric: Optional[Mapping[str, Any]], head_service: str,
+                         worker_service: str, worker_port: Optional[int]) -> Dict[str, Dict[str, Dict[str, Any]]]:
         """The common layout: the head serves the API on its address, every worker one service on its fabric
         address."""
-        out: Dict[str, Dict[str, Dict[str, Any]]] = {
-            head: {head_service: {"unit": self.units[head_service], "port": api["port"], "bind": api["address"]}}}
-        for w in workers:
+        api = plan["api"]
+        out: Dict[str, Dict[str, Dict[str, Any]]] = {plan["head"]: {head_service: {
+            "unit": self.units[head_service], "port": api["port"], "bind": api["address"]}}}
+        for w in plan["workers"]:
             out[w] = {worker_service: {"unit": self.units[worker_service], "port": worker_port,
                                        "bind": fabric_address(fabric, w)}}
         return out

@@ -29,8 +29,9 @@ class DistributedLlama(Backend):
     peer_ports = {"worker": "9999"}
     units = {"dllama-worker": "llmlab-dllama-worker.service", "dllama-api": "llmlab-dllama-api.service"}
     shape_rule = "distributed-llama splits tensors (TP=nodes, PP=1)"
-    decode_efficiency = {"cpu": 0.60, "cuda": 0.60, "rocm": 0.60}
-    prefill_efficiency = {"cpu": 0.30, "cuda": 0.30, "rocm": 0.30}
+    # the same CPU code path on every kind of box, so one efficiency for all of them
+    decode_efficiency = dict.fromkeys(accelerators, 0.60)
+    prefill_efficiency = dict.fromkeys(accelerators, 0.30)
     kv_bytes = 4.0
     runtime_overhead_gb = 0.3
     step_overhead_us = 500.0
@@ -71,10 +72,9 @@ class DistributedLlama(Backend):
                          "%.2f ms" % (tp, tp, syncs, xfer / 1e3, comm * 1e3))
         return comm, pre_comm, notes
 
-    def services(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
-                 api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-        return self.head_and_workers(head, workers, fabric, api, "dllama-api", "dllama-worker",
-                                     int(self.peer_ports["worker"]))
+    def services(self, plan: Mapping[str, Any],
+                 fabric: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        return self.head_and_workers(plan, fabric, "dllama-api", "dllama-worker", int(self.peer_ports["worker"]))
 
 
 def workers_argument(workers: Sequence[str], fabric: Mapping[str, Any], port: int) -> List[str]:

@@ -117,10 +117,9 @@ class LlamacppRpc(Backend):
                          % (", ".join("%s %d" % kv for kv in settings["layer_split"].items()), remote, comm * 1e3))
         return comm, pre_comm, notes
 
-    def services(self, head: str, workers: Sequence[str], fabric: Optional[Mapping[str, Any]],
-                 api: Mapping[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-        return self.head_and_workers(head, workers, fabric, api, "llama-server", "rpc-server",
-                                     int(self.peer_ports["rpc"]))
+    def services(self, plan: Mapping[str, Any],
+                 fabric: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+        return self.head_and_workers(plan, fabric, "llama-server", "rpc-server", int(self.peer_ports["rpc"]))
 
     def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
                options: Mapping[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,147 @@
+"""vLLM on Ray: the executor the plan chooses and why, what each node runs, and every container's command line,
+environment and run options as the backend module computes them (the role only templates them)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import pytest
+
+from ansible_collections.llmlab.cluster.plugins.module_utils import render
+from ansible_collections.llmlab.cluster.plugins.module_utils.backends import vllm_ray
+from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
+from ansible_collections.llmlab.cluster.plugins.module_utils.planner import plan_parallel
+from ansible_collections.llmlab.cluster.plugins.module_utils.topology import plan_fabric
+
+OPTIONS = {"image": "nvcr.io/nvidia/vllm:26.05-py3", "executor": "auto", "ray_cluster": "auto",
+           "model_path": "/var/lib/llmlab/models/hf", "gpu_memory_utilization": 0.8, "object_store_gb": 4,
+           "shm_size": "10g", "serve_args": [], "env": {}}
+
+
+def _gb10(n: int, **kw: Any) -> Dict[str, Any]:
+    ns = [{"name": "spark%d" % i, "profile": "gb10", "management_address": "192.168.1.5%d" % i} for i in range(n)]
+    topology = "direct" if n == 2 else "ring"
+    fabric = plan_fabric(ns, topology)
+    plan = plan_parallel(ns, topology, model="openai/gpt-oss-120b", quant="mxfp4", backend="vllm_ray",
+                         fabric=fabric, **kw)
+    return {"fabric": fabric, "plan": plan}
+
+
+def _lab(**kw: Any) -> Dict[str, Any]:
+    ns = [{"name": "node%d" % i, "profile": "sim", "management_address": "172.30.0.1%d" % i} for i in (1, 2, 3)]
+    fabric = plan_fabric(ns, "ring")
+    plan = plan_parallel(ns, "ring", model="tiny", quant="fp16", backend="vllm_ray", pipeline_parallel=3,
+                         fabric=fabric, fail_on_no_fit=False, **kw)
+    return {"fabric": fabric, "plan": plan}
+
+
+def _flag(argv: Any, name: str) -> str:
+    """The value of ``--name=value`` or ``--name value`` in argv."""
+    for i, a in enumerate(argv):
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+        if a == name:
+            return argv[i + 1]
+    raise AssertionError("%s not in %s" % (name, argv))
+
+
+def test_two_gb10s_run_tp2_on_rays_executor_with_every_ray_port_pinned_on_the_fabric() -> None:
+    lp = _gb10(2)
+    assert lp["plan"]["settings"]["distributed_executor_backend"] == "ray"
+    out = render.backend_deploy(lp, {}, OPTIONS)["plan"]
+    svc = out["services"]
+    assert sorted(svc["spark0"]) == ["ray-head", "vllm"] and sorted(svc["spark1"]) == ["ray-worker"]
+    head, worker, serve = svc["spark0"]["ray-head"], svc["spark1"]["ray-worker"], svc["spark0"]["vllm"]
+    assert head["argv"][:3] == ["ray", "start", "--block"] and "--head" in head["argv"]
+    assert _flag(head["argv"], "--node-ip-address") == "10.213.0.1"
+    assert _flag(head["argv"], "--dashboard-host") == "127.0.0.1"
+    assert _flag(worker["argv"], "--address") == "10.213.0.1:6379"
+    assert _flag(worker["argv"], "--node-ip-address") == "10.213.0.2"
+    for argv in (head["argv"], worker["argv"]):
+        pinned = {int(_flag(argv, "--" + flag)) for flag in (
+            "node-manager-port", "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+            "runtime-env-agent-port", "metrics-export-port")}
+        assert pinned <= {int(p) for p in lp["plan"]["peer_ports"] if "-" not in p}
+        assert (_flag(argv, "--min-worker-port"), _flag(argv, "--max-worker-port")) == ("20400", "20499")
+        assert _flag(argv, "--num-gpus") == "1"
+    assert serve["argv"][:3] == ["vllm", "serve", "/var/lib/llmlab/models/hf"]
+    assert _flag(serve["argv"], "--distributed-executor-backend") == "ray"
+    assert _flag(serve["argv"], "--tensor-parallel-size") == "2"
+    assert _flag(serve["argv"], "--host") == "192.168.1.50" and _flag(serve["argv"], "--port") == "8080"
+    assert _flag(serve["argv"], "--served-model-name") == lp["plan"]["api"]["served_model_name"]
+    assert "--nnodes" not in serve["argv"] and "--headless" not in serve["argv"]
+    # the environment is set before `ray start` (vllm#6803), on both CX7 halves
+    for s in (head, worker, serve):
+        halves = s["env"]["NCCL_IB_HCA"].split(",")
+        assert [h[:9] for h in halves] == ["rocep1s0f", "roceP2p1s"] and s["env"]["HF_HUB_OFFLINE"] == "1"
+        assert s["env"]["RAY_AUTH_MODE"] == "token" and "RAY_AUTH_TOKEN" in s["secret_env"]
+        assert s["container"]["gpus"] and s["container"]["devices"] == ["/dev/infiniband"]
+        assert s["container"]["ulimits"] == ["memlock:-1:-1"] and s["container"]["network_mode"] == "host"
+    assert worker["env"]["VLLM_HOST_IP"] == "10.213.0.2"
+    assert serve["env"]["VLLM_DISTRIBUTED_EXECUTOR_CONFIG"] == vllm_ray.SPREAD
+    assert serve["secret_env"] == ["VLLM_API_KEY", "RAY_AUTH_TOKEN"]
+    assert out["deploy"]["executor"] == "ray" and out["deploy"]["ray_cluster"] is True
+
+
+def test_secrets_never_reach_the_plan() -> None:
+    out = render.backend_deploy(_gb10(2), {}, OPTIONS)["plan"]
+    for per in out["services"].values():
+        for s in per.values():
+            assert not {"VLLM_API_KEY", "RAY_AUTH_TOKEN"} & set(s["env"])
+            assert "--api-key" not in s["argv"]
+
+
+def test_the_mp_executor_runs_a_headless_rank_on_every_other_node_and_no_ray() -> None:
+    out = render.backend_deploy(_gb10(2), {}, dict(OPTIONS, executor="mp"))["plan"]
+    svc = out["services"]
+    assert sorted(svc["spark0"]) == ["vllm"] and sorted(svc["spark1"]) == ["vllm-rank"]
+    head, rank = svc["spark0"]["vllm"]["argv"], svc["spark1"]["vllm-rank"]["argv"]
+    assert [_flag(head, f) for f in ("--nnodes", "--node-rank", "--master-addr", "--master-port")] == \
+        ["2", "0", "10.213.0.1", "29500"]
+    assert _flag(rank, "--node-rank") == "1" and "--headless" in rank
+    assert "--host" not in rank and "--served-model-name" not in rank
+    assert svc["spark1"]["vllm-rank"]["secret_env"] == [] and svc["spark1"]["vllm-rank"]["unit"] == \
+        "llmlab-vllm-rank.service"
+    assert out["deploy"] == {"executor": "mp", "executor_reason": "chosen by llmlab_vllm_executor",
+                             "ray_cluster": False}
+
+
+def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
+    lp = _lab()
+    assert lp["plan"]["settings"]["distributed_executor_backend"] == "mp"
+    assert any(r.startswith("executor mp: vLLM's CPU build has no Ray executor") for r in lp["plan"]["reasons"])
+    out = render.backend_deploy(lp, {}, dict(OPTIONS, ray_cluster=True, image="llmlab/vllm-cpu:lab"))["plan"]
+    svc = out["services"]
+    assert sorted(svc["node1"]) == ["ray-head", "vllm"]
+    assert sorted(svc["node2"]) == sorted(svc["node3"]) == ["ray-worker", "vllm-rank"]
+    serve = svc["node1"]["vllm"]
+    assert _flag(serve["argv"], "--pipeline-parallel-size") == "3" and _flag(serve["argv"], "--nnodes") == "3"
+    assert _flag(svc["node3"]["vllm-rank"]["argv"], "--node-rank") == "2"
+    assert "--gpu-memory-utilization" not in serve["argv"]
+    assert serve["env"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and int(serve["env"]["VLLM_CPU_KVCACHE_SPACE"]) >= 1
+    assert "RAY_ADDRESS" not in serve["env"]
+    assert _flag(svc["node2"]["ray-worker"]["argv"], "--num-gpus") == "0"
+    assert not serve["container"]["gpus"] and serve["container"]["devices"] == []
+    assert serve["container"]["image"] == "llmlab/vllm-cpu:lab"
+    assert serve["container"]["volumes"] == ["/var/lib/llmlab/models/hf:/var/lib/llmlab/models/hf:ro"]
+    assert svc["node2"]["ray-worker"]["bind"] == "10.213.0.2" and svc["node2"]["ray-worker"]["port"] == 20380
+
+
+@pytest.mark.parametrize("executor, words", [
+    ("ray", "vLLM's CPU build refuses the Ray executor"),
+    ("nccl", "llmlab_vllm_executor is 'nccl'"),
+])
+def test_an_executor_the_nodes_cannot_run_fails_naming_the_variable(executor: str, words: str) -> None:
+    with pytest.raises(PlanError) as err:
+        render.backend_deploy(_lab(), {}, dict(OPTIONS, executor=executor))
+    assert words in str(err.value) and err.value.variable == "llmlab_vllm_executor"
+
+
+def test_one_node_needs_no_executor_and_no_ray() -> None:
+    lp = _gb10(2, tensor_parallel=1, pipeline_parallel=1)
+    out = render.backend_deploy(lp, {}, dict(OPTIONS, executor="ray"))["plan"]
+    assert lp["plan"]["settings"]["distributed_executor_backend"] == "uni"
+    head = lp["plan"]["head"]
+    assert list(out["services"]) == [head] and list(out["services"][head]) == ["vllm"]
+    argv = out["services"][head]["vllm"]["argv"]
+    assert "--distributed-executor-backend" not in argv and "NCCL_SOCKET_IFNAME" not in out["services"][head]["vllm"]["env"]
