@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 import gguf
 import numpy as np
@@ -20,6 +20,7 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import reso
 from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_file  # noqa: E402
 
 CONTEXT = 4096
+RMS_EPS = 1e-5
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
@@ -43,7 +44,11 @@ def vocab(size: int) -> Tuple[List[bytes], List[float], List[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) -> str:
+def weights(model_id: str = "llmlab/tiny-llama-test", seed: int = 0) -> Iterator[Tuple[str, np.ndarray]]:
+    """The lab model's tensors in GGUF names and llama.cpp's layout, drawn in one fixed order from a seeded generator
+    (tools/tiny_hf.py writes the same tensors as a Hugging Face directory). numpy shapes are the reverse of ggml's:
+    token_embd is ggml {hidden, vocab}; attn_q/attn_k rows are in llama.cpp's rotary order (the converter's
+    permutation of Hugging Face's)."""
     m = resolve_model(model_id)
     rng = np.random.default_rng(seed)
     hd, ff, v = m.head_dim, m.ffn, m.vocab
@@ -52,18 +57,36 @@ def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) ->
         return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
 
     ones = np.ones(m.hidden, dtype=np.float32)
+    yield "token_embd.weight", w(v, m.hidden)
+    for i in range(m.layers):
+        b = "blk.%d." % i
+        yield b + "attn_norm.weight", ones
+        yield b + "attn_q.weight", w(m.heads * hd, m.hidden)
+        yield b + "attn_k.weight", w(m.kv_heads * hd, m.hidden)
+        yield b + "attn_v.weight", w(m.kv_heads * hd, m.hidden)
+        yield b + "attn_output.weight", w(m.hidden, m.heads * hd)
+        yield b + "ffn_norm.weight", ones
+        yield b + "ffn_gate.weight", w(ff, m.hidden)
+        yield b + "ffn_up.weight", w(ff, m.hidden)
+        yield b + "ffn_down.weight", w(m.hidden, ff)
+    yield "output_norm.weight", ones
+    yield "output.weight", w(v, m.hidden)
+
+
+def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) -> str:
+    m = resolve_model(model_id)
     wr = gguf.GGUFWriter(path, "llama")
     wr.add_name(m.id.split("/")[-1])
     wr.add_context_length(CONTEXT)
     wr.add_embedding_length(m.hidden)
     wr.add_block_count(m.layers)
-    wr.add_feed_forward_length(ff)
+    wr.add_feed_forward_length(m.ffn)
     wr.add_head_count(m.heads)
     wr.add_head_count_kv(m.kv_heads)
-    wr.add_rope_dimension_count(hd)
-    wr.add_layer_norm_rms_eps(1e-5)
+    wr.add_rope_dimension_count(m.head_dim)
+    wr.add_layer_norm_rms_eps(RMS_EPS)
     wr.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    tokens, scores, types = vocab(v)
+    tokens, scores, types = vocab(m.vocab)
     wr.add_tokenizer_model("llama")
     wr.add_token_list(tokens)
     wr.add_token_scores(scores)
@@ -72,21 +95,8 @@ def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) ->
     wr.add_eos_token_id(2)
     wr.add_unk_token_id(0)
     wr.add_chat_template(CHATML)
-    # numpy shapes are the reverse of ggml's: token_embd is ggml {hidden, vocab}
-    wr.add_tensor("token_embd.weight", w(v, m.hidden))
-    for i in range(m.layers):
-        b = "blk.%d." % i
-        wr.add_tensor(b + "attn_norm.weight", ones)
-        wr.add_tensor(b + "attn_q.weight", w(m.heads * hd, m.hidden))
-        wr.add_tensor(b + "attn_k.weight", w(m.kv_heads * hd, m.hidden))
-        wr.add_tensor(b + "attn_v.weight", w(m.kv_heads * hd, m.hidden))
-        wr.add_tensor(b + "attn_output.weight", w(m.hidden, m.heads * hd))
-        wr.add_tensor(b + "ffn_norm.weight", ones)
-        wr.add_tensor(b + "ffn_gate.weight", w(ff, m.hidden))
-        wr.add_tensor(b + "ffn_up.weight", w(ff, m.hidden))
-        wr.add_tensor(b + "ffn_down.weight", w(m.hidden, ff))
-    wr.add_tensor("output_norm.weight", ones)
-    wr.add_tensor("output.weight", w(v, m.hidden))
+    for name, tensor in weights(model_id, seed):
+        wr.add_tensor(name, tensor)
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()
