@@ -48,7 +48,7 @@ EXAMPLES = r"""
 - name: The model directory is the plan's model, file for file
   llmlab.cluster.hf_model_info:
     path: /var/lib/llmlab/models/hf/tiny-llama-test
-    sha256: "{{ llmlab_vllm_model_sha256 }}"
+    sha256: {config.json: "c7b93542ab669df76dc6bc800926d278da8adc9a5bbfdd2e94a80b83f5bfd826"}
     model: "{{ llmlab_plan.plan.model }}"
   register: model
 """
