@@ -18,14 +18,8 @@ description:
   - Needs no Python packages beyond the standard library (it runs on the nodes).
 author:
   - llmlab.cluster contributors
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - llmlab.cluster.read_only
 options:
   path:
     description: The model file.

@@ -18,14 +18,8 @@ description:
   - Returns them as C(ansible_facts.llmlab_node) as well, so that C(hostvars) carry them.
 author:
   - llmlab.cluster contributors
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+extends_documentation_fragment:
+  - llmlab.cluster.read_only
 options:
   sys_root:
     description: Where sysfs is mounted (for tests).
