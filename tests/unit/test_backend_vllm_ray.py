@@ -122,7 +122,9 @@ def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
     assert "RAY_ADDRESS" not in serve["env"]
     assert _flag(svc["node2"]["ray-worker"]["argv"], "--num-gpus") == "0"
     assert not serve["container"]["gpus"] and serve["container"]["devices"] == []
-    assert serve["container"]["image"] == "llmlab/vllm-cpu:lab"
+    assert serve["container"]["image"] == "llmlab/vllm-cpu:lab" and serve["container"]["name"] == "llmlab-vllm"
+    # the plan names each container before the role's options complete it: always a dict under the same key
+    assert lp["plan"]["services"]["node1"]["vllm"]["container"] == {"name": "llmlab-vllm"}
     assert serve["container"]["volumes"] == ["/var/lib/llmlab/models/hf:/var/lib/llmlab/models/hf:ro"]
     assert svc["node2"]["ray-worker"]["bind"] == "10.213.0.2" and svc["node2"]["ray-worker"]["port"] == 20380
 

@@ -121,7 +121,7 @@ class VllmRay(Backend):
         return out
 
     def _service(self, name: str, port: Optional[int], bind: Optional[str]) -> Dict[str, Any]:
-        return {"unit": self.units[name], "port": port, "bind": bind, "container": "llmlab-" + name}
+        return {"unit": self.units[name], "port": port, "bind": bind, "container": {"name": "llmlab-" + name}}
 
     def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
                options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -161,7 +161,8 @@ class VllmRay(Backend):
                                    VLLM_DISTRIBUTED_EXECUTOR_CONFIG=SPREAD)
                         secrets.append(SECRET_RAY_TOKEN)
                 out[host][name] = dict(svc, argv=argv, env=env, secret_env=secrets,
-                                       container=container_options(svc["container"], acc, fabric, host, options))
+                                       container=container_options(svc["container"]["name"], acc, fabric, host,
+                                                                 options))
         return {"services": out, "executor": executor, "executor_reason": executor_reason(settings, options),
                 "ray_cluster": settings["ray_cluster"]}
 
