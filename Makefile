@@ -16,7 +16,7 @@ SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv demo plan test lint unit integration lab molecule build calibration-table variables-table clean \
-	lab-host sim-image sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
+	lab-host sim-image sim-inputs sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,8 +34,9 @@ $(VAULTPASS): | $(STAMP) $(LINK)
 
 venv: $(STAMP) $(LINK) $(VAULTPASS)  ## install the pinned tools into .venv, link the collection, the lab's Vault password
 
-demo: venv sim-up  ## the main job on the simulated lab: boot it, run site.yml, print the plan and the benchmark
-	$(BIN)/ansible-playbook -i inventories/sim site.yml
+demo: venv sim-up  ## the main job on the simulated lab: boot it, run site.yml, print the plan and the benchmark [BACKEND=name]
+	$(if $(BACKEND),$(SIMLAB) backend-inputs $(BACKEND))
+	$(BIN)/ansible-playbook -i inventories/sim site.yml $(if $(BACKEND),-e llmlab_backend=$(BACKEND))
 	@$(PY) -m tools.demo_report inventories/sim
 
 plan: venv  ## print the plan for INVENTORY (default inventories/lab) and write it to its artifacts/plan.json
@@ -66,6 +67,9 @@ lab-host:  ## install docker.io/debootstrap when missing and start dockerd (root
 
 sim-image: venv lab-host  ## build the lab's node image (only when its recipe changed)
 	$(SIMLAB) image
+
+sim-inputs: venv lab-host  ## what the lab needs to run BACKEND besides its nodes (vLLM: its image), once per recipe
+	$(SIMLAB) backend-inputs $(BACKEND)
 
 sim-up: venv lab-host  ## boot a lab: make sim-up TOPOLOGY=ring|direct|switch NODES=3 [SHAPE=eth_5g]
 	$(SIMLAB) up --topology $(TOPOLOGY) --nodes $(NODES) $(if $(SHAPE),--shape $(SHAPE))

@@ -219,10 +219,10 @@ def test_auto_on_the_lab_inventory_plans_a_backend_that_a_role_deploys(installed
 
 
 def test_pinning_a_backend_without_a_role_fails_in_the_plan(tmp_path) -> None:
-    res = _plan(tmp_path, "-e", "llmlab_backend=vllm_ray")
+    res = _plan(tmp_path, "-e", "llmlab_backend=distributed_llama")
     assert res.returncode != 0
-    assert "backend vllm_ray is planned by this collection but not deployable" in res.stdout
-    assert "variable llmlab_backend" in res.stdout and "Fix: use one of llamacpp_rpc, auto or none" in res.stdout
+    assert "backend distributed_llama is planned by this collection but not deployable" in res.stdout
+    assert "variable llmlab_backend" in res.stdout and "Fix: use one of llamacpp_rpc, vllm_ray, auto or none" in res.stdout
     assert not os.path.exists(tmp_path / "plan.json")
 
 

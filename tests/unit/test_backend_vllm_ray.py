@@ -103,7 +103,7 @@ def test_the_mp_executor_runs_a_headless_rank_on_every_other_node_and_no_ray() -
     assert svc["spark1"]["vllm-rank"]["secret_env"] == [] and svc["spark1"]["vllm-rank"]["unit"] == \
         "llmlab-vllm-rank.service"
     assert out["deploy"] == {"executor": "mp", "executor_reason": "chosen by llmlab_vllm_executor",
-                             "ray_cluster": False}
+                             "ray_cluster": False, "ray_nodes": []}
 
 
 def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
@@ -147,3 +147,38 @@ def test_one_node_needs_no_executor_and_no_ray() -> None:
     assert list(out["services"]) == [head] and list(out["services"][head]) == ["vllm"]
     argv = out["services"][head]["vllm"]["argv"]
     assert "--distributed-executor-backend" not in argv and "NCCL_SOCKET_IFNAME" not in out["services"][head]["vllm"]["env"]
+
+
+def test_gloo_binds_to_the_node_address_where_it_is_on_lo_and_to_the_port_on_a_switch() -> None:
+    """On cables (direct, ring) the node address is on lo and every peer routes to it, where one port's link address
+    is reachable from one neighbour only: no GLOO/TP_SOCKET_IFNAME, the name resolves to the node address (the role
+    writes the containers' /etc/hosts). On a switch the node address is on the port: bind there."""
+    lp = _lab()
+    lab = render.backend_deploy(lp, {}, dict(OPTIONS, ray_cluster=True))["plan"]["services"]
+    env = lab["node2"]["vllm-rank"]["env"]
+    ports = [i["name"] for i in lp["fabric"]["hosts"]["node2"]["interfaces"]]
+    assert env["VLLM_HOST_IP"] == "10.213.0.2" and env["NCCL_SOCKET_IFNAME"].split(",") == ports
+    assert "GLOO_SOCKET_IFNAME" not in env and "TP_SOCKET_IFNAME" not in env
+    ns = [{"name": "node%d" % i, "profile": "sim", "management_address": "172.30.0.1%d" % i} for i in (1, 2)]
+    fabric = plan_fabric(ns, "switch")
+    plan = plan_parallel(ns, "switch", model="tiny", quant="fp16", backend="vllm_ray", tensor_parallel=2,
+                         fabric=fabric)
+    sw = render.backend_deploy({"fabric": fabric, "plan": plan}, {}, OPTIONS)["plan"]["services"]
+    port = fabric["hosts"]["node2"]["interfaces"][0]["name"]
+    assert sw["node2"]["vllm-rank"]["env"]["GLOO_SOCKET_IFNAME"] == port
+
+
+def test_the_lab_plan_fits_a_lab_node_and_names_the_ray_nodes() -> None:
+    lp = _lab()
+    assert lp["plan"]["fits"] and max(lp["plan"]["memory_per_node_gb"].values()) < 3.0
+    out = render.backend_deploy(lp, {}, dict(OPTIONS, ray_cluster="True"))["plan"]
+    assert out["deploy"]["ray_nodes"] == ["node1", "node2", "node3"] and out["deploy"]["ray_cluster"] is True
+    off = render.backend_deploy(lp, {}, dict(OPTIONS, ray_cluster="false"))["plan"]
+    assert off["deploy"]["ray_nodes"] == [] and "ray-worker" not in off["services"]["node2"]
+
+
+@pytest.mark.parametrize("ipc_host, ipc, shm", [(True, "host", None), ("False", "private", "1g")])
+def test_containers_share_the_hosts_ipc_or_get_a_private_shm(ipc_host: Any, ipc: str, shm: Any) -> None:
+    out = render.backend_deploy(_gb10(2), {}, dict(OPTIONS, ipc_host=ipc_host, shm_size="1g"))["plan"]
+    c = out["services"]["spark0"]["vllm"]["container"]
+    assert (c["ipc_mode"], c["shm_size"]) == (ipc, shm)

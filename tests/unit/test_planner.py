@@ -214,7 +214,7 @@ def test_plan_properties(req: Dict[str, Any]) -> None:
         # memory: fits exactly when every node's need is within its usable memory
         assert c["fits"] == all(c["memory_per_node_gb"][n.name] <= n.usable_memory_gb for n in used)
         # the weight shares add up to the whole model
-        shares = sum(c["memory_per_node_gb"].values()) - backends.get(c["backend"]).runtime_overhead_gb * len(used)
+        shares = sum(c["memory_per_node_gb"].values()) - sum(backends.get(c["backend"]).overhead_gb(n) for n in used)
         assert shares >= model.params_total_b * bpw * 0.999 - 0.01 * len(used)
         if c["backend"] == "vllm_ray":
             assert model.heads % c["tensor_parallel"] == 0

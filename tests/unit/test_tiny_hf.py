@@ -62,3 +62,12 @@ def test_the_tokenizer_is_the_ggufs_vocabulary(tmp_path: object) -> None:
     assert tok.get_vocab_size() == MODEL.vocab
     z = tok.encode("Z").ids   # not a piece: its UTF-8 bytes, as SentencePiece's byte fallback does
     assert pieces[z[-1]] == b"<0x5A>"
+
+
+def test_the_writer_reproduces_the_files_the_lab_inventory_pins(tmp_path: object) -> None:
+    """The sim inventory pins every file's SHA-256 (llmlab_vllm_model_sha256); the vllm_ray role checks them."""
+    from tools.simlab.inputs import _model_vars
+
+    pinned = {str(k): str(v) for k, v in _model_vars()["llmlab_vllm_model_sha256"].items()}
+    assert tiny_hf.write(str(tmp_path)) == pinned, \
+        "tools/tiny_hf.py changed: update llmlab_vllm_model_sha256 in the sim inventory"

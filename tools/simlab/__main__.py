@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -11,10 +12,25 @@ from .lab import Lab
 from .spec import LabError, validate
 
 
+def backend_inputs(backend: str) -> None:
+    """A backend that needs more than the nodes in the lab has a module ``inputs_<backend>`` here with ``build()``
+    (built once per recipe); the others need nothing."""
+    if not backend.isidentifier():
+        raise LabError("no such backend: %r" % backend)
+    try:
+        mod = importlib.import_module("tools.simlab.inputs_" + backend)
+    except ModuleNotFoundError:
+        print("simlab: %s needs nothing besides the nodes" % backend)
+        return
+    mod.build()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="simlab", description="The llmlab.cluster simulated lab")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("image", help="build the node image (no-op when its recipe is unchanged)")
+    bi = sub.add_parser("backend-inputs", help="what the lab needs to run a backend besides its nodes (e.g. an image)")
+    bi.add_argument("backend")
     up = sub.add_parser("up", help="boot nodes and cable them")
     up.add_argument("--topology", default="ring")
     up.add_argument("--nodes", default="3")
@@ -45,6 +61,7 @@ def main(argv=None) -> int:
         lab = Lab()
         actions = {
             "image": image_build,
+            "backend-inputs": lambda: backend_inputs(args.backend),
             "up": lambda: lab.up(spec),
             "down": lab.down,
             "status": lab.status,

@@ -1,10 +1,13 @@
-"""What the lab's inventory needs besides nodes: the tiny model file and the Vault-encrypted API key.
+"""What the lab's inventory needs besides nodes: the tiny model (a GGUF and a Hugging Face directory of the same
+weights) and the Vault-encrypted secrets.
 
 - ``.cache/models/tiny-llama-test-f16.gguf``: written by tools/tiny_gguf.py when missing or not the pinned file
   (inventories/sim/group_vars/all/model.yml pins its SHA-256; the role checks it again).
+- ``.cache/models/tiny-llama-test-hf/``: written by tools/tiny_hf.py when any file is missing or not the pinned one
+  (model.yml pins every file's SHA-256 in llmlab_vllm_model_sha256).
 - ``.cache/simlab/vault-pass``: the lab's Vault password (random, made once; ansible.cfg points at it).
-- ``inventories/sim/group_vars/all/vault.yml``: ``vault_llmlab_api_key``, a random key encrypted with it, as a real
-  inventory keeps its secrets. Both are git-ignored.
+- ``inventories/sim/group_vars/all/vault.yml``: ``vault_llmlab_api_key`` and ``vault_llmlab_ray_token``, random,
+  encrypted with it, as a real inventory keeps its secrets. Both are git-ignored.
 """
 from __future__ import annotations
 
@@ -22,13 +25,19 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_
 
 MODEL_VARS = os.path.join(ROOT, "inventories", "sim", "group_vars", "all", "model.yml")
 MODEL = os.path.join(ROOT, ".cache", "models", "tiny-llama-test-f16.gguf")
+HF_MODEL = os.path.join(ROOT, ".cache", "models", "tiny-llama-test-hf")
+SECRETS = ("vault_llmlab_api_key", "vault_llmlab_ray_token")
 VAULT_PASS = os.path.join(ROOT, ".cache", "simlab", "vault-pass")
 VAULT_FILE = os.path.join(ROOT, "inventories", "sim", "group_vars", "all", "vault.yml")
 
 
-def pinned_sha256() -> str:
+def _model_vars() -> dict:
     with open(MODEL_VARS, encoding="utf-8") as fh:
-        return str(yaml.safe_load(fh)["llmlab_model_sha256"])
+        return yaml.safe_load(fh)
+
+
+def pinned_sha256() -> str:
+    return str(_model_vars()["llmlab_model_sha256"])
 
 
 def ensure_model(log: Callable[[str], None]) -> str:
@@ -46,6 +55,21 @@ def ensure_model(log: Callable[[str], None]) -> str:
     os.replace(MODEL + ".part", MODEL)
     log("wrote the lab's model %s (sha256 %s)" % (os.path.relpath(MODEL, ROOT), got[:12]))
     return MODEL
+
+
+def ensure_hf_model(log: Callable[[str], None]) -> str:
+    want = {str(k): str(v) for k, v in _model_vars()["llmlab_vllm_model_sha256"].items()}
+    have = {f: sha256_file(os.path.join(HF_MODEL, f)) for f in want if os.path.exists(os.path.join(HF_MODEL, f))}
+    if have == want:
+        return HF_MODEL
+    from tools.tiny_hf import write  # needs safetensors + tokenizers (requirements-dev.txt)
+
+    got = write(HF_MODEL)
+    if got != want:
+        raise RuntimeError("tools/tiny_hf.py wrote %s, the inventory pins %s: update llmlab_vllm_model_sha256 in %s"
+                           % (got, want, os.path.relpath(MODEL_VARS, ROOT)))
+    log("wrote the lab's model %s (the GGUF's weights as a Hugging Face directory)" % os.path.relpath(HF_MODEL, ROOT))
+    return HF_MODEL
 
 
 def ensure_vault_pass() -> str:
@@ -67,22 +91,27 @@ def ensure_vault(log: Callable[[str], None]) -> str:
     if os.path.exists(VAULT_FILE):
         with open(VAULT_FILE, encoding="utf-8") as fh:
             text = fh.read()
-        try:  # made with this password? (a new vault-pass makes a new key)
-            blob = text.split("!vault |", 1)[1]
-            vault.decrypt("\n".join(line.strip() for line in blob.strip().splitlines()))
+        try:  # every secret there, made with this password? (a new vault-pass makes new secrets)
+            for name in SECRETS:
+                blob = text.split(name + ": !vault |", 1)[1].split("\nvault_", 1)[0]
+                vault.decrypt("\n".join(line.strip() for line in blob.strip().splitlines()))
             return VAULT_FILE
         except Exception:  # noqa: BLE001 - any failure means: write it again
             pass
-    enc = vault.encrypt(secrets.token_hex(24)).decode()
-    body = "\n".join("  " + line for line in enc.splitlines())
+    out = ["---", "# Written by the lab (tools/simlab/inputs.py), git-ignored: the API key and Ray's token, encrypted with",
+           "# the lab's Vault password (.cache/simlab/vault-pass). inventories/sim/group_vars/all/api.yml maps them to",
+           "# llmlab_api_key and llmlab_ray_token."]
+    for name in SECRETS:
+        enc = vault.encrypt(secrets.token_hex(24)).decode()
+        out.append(name + ": !vault |")
+        out += ["  " + line for line in enc.splitlines()]
     with open(VAULT_FILE, "w", encoding="utf-8") as fh:
-        fh.write("---\n# Written by the lab (tools/simlab/inputs.py), git-ignored: the API key, encrypted with the lab's Vault\n"
-                 "# password (.cache/simlab/vault-pass). inventories/sim/group_vars/all/api.yml maps it to llmlab_api_key.\n"
-                 "vault_llmlab_api_key: !vault |\n" + body + "\n")
-    log("wrote %s (a new random API key)" % os.path.relpath(VAULT_FILE, ROOT))
+        fh.write("\n".join(out) + "\n")
+    log("wrote %s (a new random API key and Ray token)" % os.path.relpath(VAULT_FILE, ROOT))
     return VAULT_FILE
 
 
 def ensure(log: Callable[[str], None]) -> None:
     ensure_model(log)
+    ensure_hf_model(log)
     ensure_vault(log)

@@ -77,6 +77,10 @@ class Backend:
         m = req.model
         return float(m.kv_elements_per_token) * self.kv_bytes * req.context_tokens * req.concurrency
 
+    def overhead_gb(self, node: Node) -> float:
+        """The runtime's own memory on ``node``, besides weights and KV cache."""
+        return self.runtime_overhead_gb
+
     def totals(self, req: Request) -> Tuple[float, float, float]:
         """Bytes of the whole model's weights, of the whole KV cache, and of the runtime's overhead on one node."""
         return model_weight_bytes(req.model, req.quant), self.kv_total_bytes(req), self.runtime_overhead_gb * 1e9

@@ -59,7 +59,7 @@ class LlamacppRpc(Backend):
     containers = False
     peer_ports = {"rpc": "50052"}
     units = {"rpc-server": "llmlab-rpc-server.service", "llama-server": "llmlab-llama-server.service"}
-    firewall_tables = ("llmlab_api",)
+    firewall_tables = ("llmlab_api",)   # its API table before the fabric firewall took the API over: removed by absent
     shape_rule = "llama.cpp RPC splits layers (TP=1, PP=nodes)"
     decode_efficiency = {"cuda": 0.87, "rocm": 0.84, "cpu": 0.60}
     prefill_efficiency = {"cuda": 0.35, "rocm": 0.20, "cpu": 0.50}

@@ -49,9 +49,15 @@ class VllmRay(Backend):
     decode_efficiency = {"cuda": 0.80, "rocm": 0.60, "cpu": 0.50}
     prefill_efficiency = {"cuda": 0.50, "rocm": 0.30, "cpu": 0.30}
     kv_bytes = 2.0
-    runtime_overhead_gb = 3.0
+    runtime_overhead_gb = 3.0         # CUDA context, graphs, NCCL buffers
+    # vLLM's CPU build (the lab): the API server, the engine core and a worker per rank, each a Python process with
+    # torch loaded; measured in the lab (README, "vLLM in the lab")
+    overhead_by_accelerator = {"cpu": 2.0}
     step_overhead_us = 300.0
     act_bytes = 2.0
+
+    def overhead_gb(self, node: Node) -> float:
+        return self.overhead_by_accelerator.get(node.accelerator, self.runtime_overhead_gb)
 
     def shapes(self, used: int) -> List[Shape]:
         return [(t, used // t) for t in range(used, 0, -1) if used % t == 0]
@@ -73,7 +79,8 @@ class VllmRay(Backend):
         weights, kv_total, overhead = self.totals(req)
         # MLA keeps one latent per layer on every rank; otherwise a rank keeps its KV heads (at least one of them)
         kv_frac = 1.0 if m.kv_dim_per_layer else max(1.0 / tp, 1.0 / m.kv_heads)
-        mem = {n.name: weights / (tp * pp) + kv_total / pp * kv_frac + overhead for n in nodes}
+        del overhead   # per accelerator instead (the CPU build carries no CUDA context)
+        mem = {n.name: weights / (tp * pp) + kv_total / pp * kv_frac + self.overhead_gb(n) * 1e9 for n in nodes}
         executor, why = default_executor(tp * pp, [n.accelerator for n in nodes])
         return mem, {"distributed_executor_backend": executor, "executor_reason": why,
                      "kv_cache_fraction_per_rank": round(kv_frac, 4),
@@ -127,14 +134,15 @@ class VllmRay(Backend):
                options: Mapping[str, Any]) -> Dict[str, Any]:
         """Every container's command and environment. ``options``: the role's ``image``, ``executor`` (auto, ray,
         mp), ``ray_cluster`` (auto, true, false), ``model_path`` (the model directory, the same path on every node),
-        ``gpu_memory_utilization``, ``object_store_gb`` (Ray's object store per node), ``shm_size``, ``serve_args``
+        ``gpu_memory_utilization``, ``object_store_gb`` (Ray's object store per node), ``ipc_host`` (the host's
+        IPC namespace) or ``shm_size`` (a private /dev/shm), ``serve_args``
         (more ``vllm serve`` arguments) and ``env`` (more environment for every container). Secrets (the API key,
         Ray's token) are not here: ``secret_env`` names the variables the role fills from Vault."""
         settings = dict(plan["settings"])
         executor = choose_executor(settings, options.get("executor") or "auto")
         ray_cluster = options.get("ray_cluster", "auto")
         settings.update(distributed_executor_backend=executor,
-                        ray_cluster=(executor == "ray") if ray_cluster in ("auto", None, "") else bool(ray_cluster))
+                        ray_cluster=(executor == "ray") if ray_cluster in ("auto", None, "") else _truthy(ray_cluster))
         laid_out = dict(plan, settings=settings)
         services = self.services(laid_out, fabric)
         head, workers = plan["head"], list(plan["workers"])
@@ -163,8 +171,16 @@ class VllmRay(Backend):
                 out[host][name] = dict(svc, argv=argv, env=env, secret_env=secrets,
                                        container=container_options(svc["container"]["name"], acc, fabric, host,
                                                                  options))
+        ray_nodes = [h for h in ranks if {"ray-head", "ray-worker"} & set(services.get(h, {}))]
         return {"services": out, "executor": executor, "executor_reason": executor_reason(settings, options),
-                "ray_cluster": settings["ray_cluster"]}
+                "ray_cluster": settings["ray_cluster"], "ray_nodes": ray_nodes}
+
+
+def _truthy(value: Any) -> bool:
+    """An inventory's boolean, also when a template made it a string ("True", "false", "yes")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 SPREAD = '{"placement_group_options":{"strategy":"SPREAD"}}'   # one GPU per node (eugr/spark-vllm-docker#227)
@@ -256,10 +272,13 @@ def container_options(name: str, accelerator: str, fabric: Optional[Mapping[str,
     """How the container runs: host network and IPC, the model directory read-only at the same path, the GPUs,
     and the RDMA devices with unlimited locked memory when the node has RoCE ports."""
     rdma = ((fabric or {}).get("hosts", {}).get(host) or {}).get("rdma_devices") or []
+    ipc_host = _truthy(options.get("ipc_host", True))
     model_dir = options["model_path"]
     return {
-        "name": name, "image": options["image"], "network_mode": "host", "ipc_mode": "host",
-        "shm_size": options.get("shm_size") or "10g",
+        "name": name, "image": options["image"], "network_mode": "host",
+        # the host's IPC namespace (and its /dev/shm), or a private one with a /dev/shm of shm_size
+        "ipc_mode": "host" if ipc_host else "private",
+        "shm_size": None if ipc_host else (options.get("shm_size") or "10g"),
         "gpus": accelerator != "cpu",
         "devices": ["/dev/infiniband"] if rdma else [],
         "ulimits": ["memlock:-1:-1"] if rdma else [],
@@ -280,8 +299,13 @@ def comm_env(fabric: Mapping[str, Any], host: str) -> Dict[str, str]:
     }
     if ifaces:
         env["NCCL_SOCKET_IFNAME"] = ",".join(ifaces)
-        env["GLOO_SOCKET_IFNAME"] = ifaces[0]
-        env["TP_SOCKET_IFNAME"] = ifaces[0]
+        if not h.get("loopback"):
+            # the node's address is on that port (a switch): Gloo and TensorPipe bind there. A node address on lo
+            # (direct cables, rings) is reachable from every peer where one port's link address is not: they
+            # bind to what the node's name resolves to instead, which the role makes the node address (the
+            # containers' /etc/hosts).
+            env["GLOO_SOCKET_IFNAME"] = ifaces[0]
+            env["TP_SOCKET_IFNAME"] = ifaces[0]
     if h.get("rdma_devices"):
         env["NCCL_IB_HCA"] = ",".join(h["rdma_devices"])
         env["UCX_NET_DEVICES"] = ",".join("%s:1" % d for d in h["rdma_devices"])
