@@ -71,6 +71,19 @@ def exists(image: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
 
 
+def import_root(root: str, image: str, changes: List[str]) -> None:
+    """`docker import` a root directory as ``image`` with Dockerfile ``changes`` (CMD, ENV, LABEL)."""
+    tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+    args = ["docker", "import"]
+    for change in changes:
+        args += ["-c", change]
+    subprocess.run(args + ["-", image], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+    if tar.stdout:
+        tar.stdout.close()
+    if tar.wait() != 0:
+        raise RuntimeError("tar of the image root failed")
+
+
 def build(log=print) -> str:
     """Build the image unless an image of this recipe exists. Returns its tag."""
     image = tag()
@@ -86,13 +99,7 @@ def build(log=print) -> str:
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["chroot", root, "/bin/sh", "-c", SETUP], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-c", 'CMD ["/sbin/init"]', "-c", "LABEL llmlab.recipe=" + recipe_hash(),
-                        "-", image], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
-        if tar.stdout:
-            tar.stdout.close()
-        if tar.wait() != 0:
-            raise RuntimeError("tar of the image root failed")
+        import_root(root, image, ['CMD ["/sbin/init"]', "LABEL llmlab.recipe=" + recipe_hash()])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log("built %s in %.0f s" % (image, time.time() - start))

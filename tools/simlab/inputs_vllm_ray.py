@@ -23,14 +23,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import shutil
 import subprocess
 import tempfile
 import time
 from typing import Callable, Dict, List
 
-from .image import MIRROR, SUITE, exists
+from .image import MIRROR, SUITE, exists, import_root
 from .spec import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, ".collections"))
+from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_file  # noqa: E402
 
 VLLM = "0.32.0"
 RAY = "2.60.0"
@@ -63,14 +67,6 @@ def tag() -> str:
 
 def archive_path() -> str:
     return os.path.join(CACHE, "%s-%s-%s.tar" % (REPOSITORY, VLLM, recipe_hash()))
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _run(args: List[str], **kw) -> None:
@@ -115,14 +111,9 @@ def _build_image(image: str, log: Callable[[str], None]) -> None:
             fh.write("")
         _run(["chroot", root, "/bin/sh", "-c", "apt-get clean; rm -rf /usr/share/doc/* /usr/share/man/* "
               "/root/.cache; find %s -name __pycache__ -prune -exec rm -rf {} +" % PREFIX])
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        env = "ENV PATH=%s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" % PREFIX
-        _run(["docker", "import", "-c", env, "-c", "LABEL llmlab.vllm=%s llmlab.ray=%s llmlab.recipe=%s"
-              % (VLLM, RAY, recipe_hash()), "-", image], stdin=tar.stdout, stdout=subprocess.DEVNULL)
-        if tar.stdout:
-            tar.stdout.close()
-        if tar.wait() != 0:
-            raise RuntimeError("tar of the image root failed")
+        import_root(root, image, [
+            "ENV PATH=%s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" % PREFIX,
+            "LABEL llmlab.vllm=%s llmlab.ray=%s llmlab.recipe=%s" % (VLLM, RAY, recipe_hash())])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
