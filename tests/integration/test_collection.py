@@ -222,7 +222,7 @@ def test_pinning_a_backend_without_a_role_fails_in_the_plan(tmp_path) -> None:
     res = _plan(tmp_path, "-e", "llmlab_backend=distributed_llama")
     assert res.returncode != 0
     assert "backend distributed_llama is planned by this collection but not deployable" in res.stdout
-    assert "variable llmlab_backend" in res.stdout and "Fix: use one of llamacpp_rpc, vllm_ray, auto or none" in res.stdout
+    assert "variable llmlab_backend" in res.stdout and "Fix: use one of vllm_ray, llamacpp_rpc, auto or none" in res.stdout
     assert not os.path.exists(tmp_path / "plan.json")
 
 
