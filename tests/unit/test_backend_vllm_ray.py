@@ -118,7 +118,11 @@ def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
     assert _flag(serve["argv"], "--pipeline-parallel-size") == "3" and _flag(serve["argv"], "--nnodes") == "3"
     assert _flag(svc["node3"]["vllm-rank"]["argv"], "--node-rank") == "2"
     assert "--gpu-memory-utilization" not in serve["argv"]
-    assert serve["env"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and int(serve["env"]["VLLM_CPU_KVCACHE_SPACE"]) >= 1
+    assert serve["env"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and "VLLM_CPU_KVCACHE_SPACE" not in serve["env"]
+    # the plan's KV cache per rank (8 MB for the tiny model at 2k tokens), at least 64 MiB, in whole MiB
+    assert _flag(serve["argv"], "--kv-cache-memory-bytes") == str(64 * 2 ** 20)
+    assert _flag(svc["node2"]["vllm-rank"]["argv"], "--kv-cache-memory-bytes") == str(64 * 2 ** 20)
+    assert vllm_ray.cpu_kv_cache_bytes({"kv_cache_gb_per_rank": 0.5}) == 477 * 2 ** 20
     assert "RAY_ADDRESS" not in serve["env"]
     assert _flag(svc["node2"]["ray-worker"]["argv"], "--num-gpus") == "0"
     assert not serve["container"]["gpus"] and serve["container"]["devices"] == []
@@ -127,6 +131,17 @@ def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
     assert lp["plan"]["services"]["node1"]["vllm"]["container"] == {"name": "llmlab-vllm"}
     assert serve["container"]["volumes"] == ["/var/lib/llmlab/models/hf:/var/lib/llmlab/models/hf:ro"]
     assert svc["node2"]["ray-worker"]["bind"] == "10.213.0.2" and svc["node2"]["ray-worker"]["port"] == 20380
+
+
+def test_a_compile_cache_dir_is_mounted_into_every_container_and_named_to_vllm() -> None:
+    lp = _lab()
+    out = render.backend_deploy(lp, {}, dict(OPTIONS, ray_cluster=True, cache_dir="/var/cache/llmlab/vllm"))["plan"]
+    for per in out["services"].values():
+        for svc in per.values():
+            assert "/var/cache/llmlab/vllm:/var/cache/vllm" in svc["container"]["volumes"]
+            assert svc["env"]["VLLM_CACHE_ROOT"] == "/var/cache/vllm"
+    bare = render.backend_deploy(lp, {}, dict(OPTIONS, cache_dir=""))["plan"]["services"]["node1"]["vllm"]
+    assert "VLLM_CACHE_ROOT" not in bare["env"] and len(bare["container"]["volumes"]) == 1
 
 
 @pytest.mark.parametrize("executor, words", [

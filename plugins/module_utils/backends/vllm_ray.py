@@ -26,6 +26,8 @@ RAY_PORTS = {"gcs": 6379, "client": 10001, "node_manager": 20380, "object_manage
              "dashboard_agent_grpc": 20383, "runtime_env_agent": 20384, "metrics": 20385}
 RAY_WORKER_PORTS = (20400, 20499)
 RAY_DASHBOARD_PORT = 8265
+CPU_KV_FLOOR_BYTES = 64 * 2 ** 20   # a rank's KV cache on the CPU build at the least (vLLM's blocks, a few requests)
+CONTAINER_CACHE = "/var/cache/vllm"   # VLLM_CACHE_ROOT inside every container (the node's cache_dir mounted there)
 TORCH_MASTER_PORT = 29500        # vLLM's mp executor: the torch.distributed store on the head
 EXECUTORS = ("ray", "mp")
 SECRET_API_KEY = "VLLM_API_KEY"  # vLLM reads its API key from this variable (kept out of argv and of the plan)
@@ -134,7 +136,8 @@ class VllmRay(Backend):
                options: Mapping[str, Any]) -> Dict[str, Any]:
         """Every container's command and environment. ``options``: the role's ``image``, ``executor`` (auto, ray,
         mp), ``ray_cluster`` (auto, true, false), ``model_path`` (the model directory, the same path on every node),
-        ``gpu_memory_utilization``, ``object_store_gb`` (Ray's object store per node), ``ipc_host`` (the host's
+        ``cache_dir`` (the node's directory for vLLM's compile cache, or empty), ``gpu_memory_utilization``,
+        ``object_store_gb`` (Ray's object store per node), ``ipc_host`` (the host's
         IPC namespace) or ``shm_size`` (a private /dev/shm), ``serve_args``
         (more ``vllm serve`` arguments) and ``env`` (more environment for every container). Secrets (the API key,
         Ray's token) are not here: ``secret_env`` names the variables the role fills from Vault."""
@@ -152,6 +155,8 @@ class VllmRay(Backend):
         for host, per in services.items():
             acc = settings["accelerators"].get(host, "cuda")
             base_env = dict(comm_env(fabric, host) if workers else {}, HF_HUB_OFFLINE="1")
+            if options.get("cache_dir"):
+                base_env["VLLM_CACHE_ROOT"] = CONTAINER_CACHE
             base_env.update(accelerator_env(acc, settings))
             base_env.update({str(k): str(v) for k, v in (options.get("env") or {}).items()})
             out[host] = {}
@@ -217,11 +222,20 @@ def executor_reason(settings: Mapping[str, Any], options: Mapping[str, Any]) -> 
 
 
 def accelerator_env(accelerator: str, settings: Mapping[str, Any]) -> Dict[str, str]:
-    """What vLLM's CPU build needs (its KV cache is sized by a variable, its OpenMP threads left unbound)."""
+    """What vLLM's CPU build needs besides its KV cache size (cpu_kv_cache_bytes): its OpenMP threads left unbound
+    (a lab node shares its cores with the other nodes)."""
     if accelerator != "cpu":
         return {}
-    return {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(-(-float(settings.get("kv_cache_gb_per_rank", 1)) // 1)))),
-            "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+
+
+def cpu_kv_cache_bytes(settings: Mapping[str, Any]) -> int:
+    """The KV cache of a rank on the CPU build, in bytes: the plan's, at least CPU_KV_FLOOR_BYTES, whole MiB.
+    (``--kv-cache-memory-bytes``; the older VLLM_CPU_KVCACHE_SPACE counts whole GiB, 1 GiB at the least, which is a
+    hundred times what the lab's model needs and most of a lab node's memory.)"""
+    planned = float(settings.get("kv_cache_gb_per_rank") or 0) * 1e9
+    mib = 2 ** 20
+    return int(-(-max(planned, CPU_KV_FLOOR_BYTES) // mib)) * mib
 
 
 def ray_start_argv(head: bool, address: str, head_ip: Optional[str], accelerator: str,
@@ -264,6 +278,8 @@ def serve_argv(plan: Mapping[str, Any], executor: str, rank: int, ranks: int, he
             argv.append("--headless")
     if "cpu" not in plan["settings"]["accelerators"].values():
         argv += ["--gpu-memory-utilization", str(options.get("gpu_memory_utilization") or 0.8)]
+    else:
+        argv += ["--kv-cache-memory-bytes", str(cpu_kv_cache_bytes(plan["settings"]))]
     return argv + [str(a) for a in options.get("serve_args") or []]
 
 
@@ -274,6 +290,11 @@ def container_options(name: str, accelerator: str, fabric: Optional[Mapping[str,
     rdma = ((fabric or {}).get("hosts", {}).get(host) or {}).get("rdma_devices") or []
     ipc_host = _truthy(options.get("ipc_host", True))
     model_dir = options["model_path"]
+    volumes = ["%s:%s:ro" % (model_dir, model_dir)]
+    if options.get("cache_dir"):
+        # vLLM's compile cache (torch.compile's graphs and Inductor's C++ builds): kept on the node, so that a
+        # restarted container loads its compiled model instead of compiling it again
+        volumes.append("%s:%s" % (options["cache_dir"], CONTAINER_CACHE))
     return {
         "name": name, "image": options["image"], "network_mode": "host",
         # the host's IPC namespace (and its /dev/shm), or a private one with a /dev/shm of shm_size
@@ -282,7 +303,7 @@ def container_options(name: str, accelerator: str, fabric: Optional[Mapping[str,
         "gpus": accelerator != "cpu",
         "devices": ["/dev/infiniband"] if rdma else [],
         "ulimits": ["memlock:-1:-1"] if rdma else [],
-        "volumes": ["%s:%s:ro" % (model_dir, model_dir)],
+        "volumes": volumes,
     }
 
 
