@@ -15,7 +15,7 @@ SHAPE     ?=
 SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv demo plan test lint unit integration lab molecule build calibration-table variables-table clean \
+.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm build calibration-table variables-table clean \
 	lab-host sim-image sim-inputs sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
@@ -59,8 +59,15 @@ integration: venv  ## the built collection installs and its modules, filters and
 lab: venv lab-host  ## the simulated lab's own tests: bring-up, SSH, cables, faults, clean teardown (root, docker)
 	$(BIN)/pytest -q tests/lab
 
-molecule: venv lab-host  ## every Molecule scenario on the simulated lab
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+# vLLM's scenarios are not in `make test` (CI) yet: with them CI would take about 55 minutes on this 2-core machine,
+# and the backend-rooms issue (#9) holds CI under 40 until it is closed. `make molecule-vllm` runs them.
+NOT_IN_CI := vllm-direct vllm-ring3
+
+molecule: venv lab-host  ## every Molecule scenario on the simulated lab but vLLM's (make molecule-vllm)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all $(addprefix --exclude ,$(NOT_IN_CI))
+
+molecule-vllm: venv lab-host  ## vLLM's Molecule scenarios (TP=2 on 2 direct nodes, PP=3 on a ring of 3), not yet in CI
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test $(addprefix -s ,$(NOT_IN_CI))
 
 lab-host:  ## install docker.io/debootstrap when missing and start dockerd (root)
 	tools/lab-host.sh
