@@ -103,7 +103,7 @@ def test_the_mp_executor_runs_a_headless_rank_on_every_other_node_and_no_ray() -
     assert svc["spark1"]["vllm-rank"]["secret_env"] == [] and svc["spark1"]["vllm-rank"]["unit"] == \
         "llmlab-vllm-rank.service"
     assert out["deploy"] == {"executor": "mp", "executor_reason": "chosen by llmlab_vllm_executor",
-                             "ray_cluster": False, "ray_nodes": []}
+                             "ray_cluster": False, "ray_nodes": [], "unpinned_port_nodes": []}
 
 
 def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
@@ -131,6 +131,10 @@ def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
     assert lp["plan"]["services"]["node1"]["vllm"]["container"] == {"name": "llmlab-vllm"}
     assert serve["container"]["volumes"] == ["/var/lib/llmlab/models/hf:/var/lib/llmlab/models/hf:ro"]
     assert svc["node2"]["ray-worker"]["bind"] == "10.213.0.2" and svc["node2"]["ray-worker"]["port"] == 20380
+    # Ray listens on every address whatever it is told: said in the plan, with what closes it, for Ray only
+    assert "fabric firewall" in svc["node2"]["ray-worker"]["wildcard_bind"]
+    assert "wildcard_bind" not in serve and "wildcard_bind" not in svc["node2"]["vllm-rank"]
+    assert out["deploy"]["unpinned_port_nodes"] == ["node1", "node2", "node3"]
 
 
 def test_a_compile_cache_dir_is_mounted_into_every_container_and_named_to_vllm() -> None:

@@ -25,6 +25,14 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Nod
 RAY_PORTS = {"gcs": 6379, "client": 10001, "node_manager": 20380, "object_manager": 20381, "dashboard_agent": 20382,
              "dashboard_agent_grpc": 20383, "runtime_env_agent": 20384, "metrics": 20385}
 RAY_WORKER_PORTS = (20400, 20499)
+# What Ray does whatever --node-ip-address says (seen in the lab with Ray 2.60.0): the GCS, the raylet, the object
+# manager, the dashboard agent's gRPC and metrics servers listen on every address, and the autoscaler monitor and the
+# dashboard head open unpinned ports on every address too. So a node that runs Ray is named in the deploy answer's
+# ``unpinned_port_nodes``: the fabric firewall closes every unprivileged TCP port there to new connections from
+# anywhere but the node itself and cluster peers on fabric ports (the API port keeps its own rule). The verify stage
+# accepts the wildcard for these services only, and checks their ports closed from the management network.
+RAY_WILDCARD = ("Ray binds its gRPC servers and some unpinned ports on every address; the fabric firewall admits "
+                "every unprivileged port of this node from cluster peers on fabric ports only")
 RAY_DASHBOARD_PORT = 8265
 CPU_KV_FLOOR_BYTES = 64 * 2 ** 20   # a rank's KV cache on the CPU build at the least (vLLM's blocks, a few requests)
 CONTAINER_CACHE = "/var/cache/vllm"   # VLLM_CACHE_ROOT inside every container (the node's cache_dir mounted there)
@@ -130,7 +138,10 @@ class VllmRay(Backend):
         return out
 
     def _service(self, name: str, port: Optional[int], bind: Optional[str]) -> Dict[str, Any]:
-        return {"unit": self.units[name], "port": port, "bind": bind, "container": {"name": "llmlab-" + name}}
+        out = {"unit": self.units[name], "port": port, "bind": bind, "container": {"name": "llmlab-" + name}}
+        if name.startswith("ray-"):
+            out["wildcard_bind"] = RAY_WILDCARD
+        return out
 
     def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
                options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -178,7 +189,7 @@ class VllmRay(Backend):
                                                                  options))
         ray_nodes = [h for h in ranks if {"ray-head", "ray-worker"} & set(services.get(h, {}))]
         return {"services": out, "executor": executor, "executor_reason": executor_reason(settings, options),
-                "ray_cluster": settings["ray_cluster"], "ray_nodes": ray_nodes}
+                "ray_cluster": settings["ray_cluster"], "ray_nodes": ray_nodes, "unpinned_port_nodes": ray_nodes}
 
 
 def _truthy(value: Any) -> bool:
