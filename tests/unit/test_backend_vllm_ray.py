@@ -137,6 +137,18 @@ def test_the_lab_runs_vllms_own_executor_beside_a_real_ray_cluster() -> None:
     assert out["deploy"]["unpinned_port_nodes"] == ["node1", "node2", "node3"]
 
 
+def test_every_headless_rank_runs_under_the_roles_watchdog_of_the_heads_store() -> None:
+    lp = _lab()
+    out = render.backend_deploy(lp, {}, dict(OPTIONS, conf_dir="/etc/llmlab/vllm"))["plan"]["services"]
+    for node in ("node2", "node3"):
+        rank = out[node]["vllm-rank"]
+        assert rank["argv"][:4] == ["python3", vllm_ray.RANK_WATCH, "10.213.0.1:29500", "--"]
+        assert rank["argv"][4:6] == ["vllm", "serve"] and "--headless" in rank["argv"]
+        assert "/etc/llmlab/vllm/rank-watch.py:%s:ro" % vllm_ray.RANK_WATCH in rank["container"]["volumes"]
+    head = out["node1"]["vllm"]
+    assert head["argv"][:2] == ["vllm", "serve"] and not any("rank-watch" in v for v in head["container"]["volumes"])
+
+
 def test_a_compile_cache_dir_is_mounted_into_every_container_and_named_to_vllm() -> None:
     lp = _lab()
     out = render.backend_deploy(lp, {}, dict(OPTIONS, ray_cluster=True, cache_dir="/var/cache/llmlab/vllm"))["plan"]

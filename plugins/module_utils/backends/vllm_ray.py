@@ -35,6 +35,11 @@ RAY_WILDCARD = ("Ray binds its gRPC servers and some unpinned ports on every add
                 "every unprivileged port of this node from cluster peers on fabric ports only")
 RAY_DASHBOARD_PORT = 8265
 CPU_KV_FLOOR_BYTES = 64 * 2 ** 20   # a rank's KV cache on the CPU build at the least (vLLM's blocks, a few requests)
+# The role's rank watchdog (roles/vllm_ray/files/rank-watch.py), mounted read-only into every headless rank's
+# container: it runs the rank and ends it when the head's torch.distributed store goes away, so that systemd starts
+# it again and it joins the head's new group (a headless rank alone would wait on the old head for ever).
+RANK_WATCH = "/usr/local/lib/llmlab/rank-watch.py"
+RANK_WATCH_PYTHON = "python3"
 CONTAINER_CACHE = "/var/cache/vllm"   # VLLM_CACHE_ROOT inside every container (the node's cache_dir mounted there)
 TORCH_MASTER_PORT = 29500        # vLLM's mp executor: the torch.distributed store on the head
 EXECUTORS = ("ray", "mp")
@@ -178,6 +183,9 @@ class VllmRay(Backend):
                     secrets = [SECRET_RAY_TOKEN]
                 else:
                     argv = serve_argv(plan, executor, ranks.index(host), len(ranks), head_ip, options)
+                    if name == "vllm-rank" and options.get("conf_dir"):
+                        # a headless rank does not notice its group broke: the role's watchdog ends it then
+                        argv = [RANK_WATCH_PYTHON, RANK_WATCH, "%s:%d" % (head_ip, TORCH_MASTER_PORT), "--"] + argv
                     env = dict(base_env)
                     secrets = [SECRET_API_KEY] if name == "vllm" else []
                     if executor == "ray":
@@ -306,6 +314,8 @@ def container_options(name: str, accelerator: str, fabric: Optional[Mapping[str,
         # vLLM's compile cache (torch.compile's graphs and Inductor's C++ builds): kept on the node, so that a
         # restarted container loads its compiled model instead of compiling it again
         volumes.append("%s:%s" % (options["cache_dir"], CONTAINER_CACHE))
+    if name == "llmlab-vllm-rank" and options.get("conf_dir"):
+        volumes.append("%s/rank-watch.py:%s:ro" % (options["conf_dir"], RANK_WATCH))
     return {
         "name": name, "image": options["image"], "network_mode": "host",
         # the host's IPC namespace (and its /dev/shm), or a private one with a /dev/shm of shm_size
