@@ -34,6 +34,24 @@ _TYPES: Dict[str, Any] = {
 _TYPE_NAMES = {str: "a string", dict: "a mapping", list: "a list", int: "a whole number"}
 
 
+def _is_a(value: Any, types: Sequence[type]) -> bool:
+    """Whether an inventory value is of one of these types. A whole number may come as its digits: that is what
+    ``-e llmlab_tensor_parallel=2`` on the command line gives (Ansible's modules convert it as their int options do)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, tuple(types)):
+        return True
+    return int in types and isinstance(value, str) and value.strip().isdigit()
+
+
+def _type_name(value: Any) -> str:
+    """The user's word for a value's type (not Ansible's wrapper classes, such as a tagged string)."""
+    for t in (bool, str, dict, list, int, float):
+        if isinstance(value, t):
+            return {bool: "a boolean", float: "a number with a fraction"}.get(t, _TYPE_NAMES.get(t, t.__name__))
+    return type(value).__name__
+
+
 def inventory_errors(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Mapping[str, Any]],
                      group: str = "llmlab_nodes") -> List[PlanError]:
     """Everything wrong with the inventory that can be told without contacting a host."""
@@ -49,8 +67,8 @@ def inventory_errors(groups: Mapping[str, Sequence[str]], hostvars: Mapping[str,
             if var not in hv or hv[var] is None:
                 continue
             value = hv[var]
-            if isinstance(value, bool) or not isinstance(value, types):
-                errors.append(PlanError("%s is %s (%r), not %s" % (var, type(value).__name__, value,
+            if not _is_a(value, types):
+                errors.append(PlanError("%s is %s (%r), not %s" % (var, _type_name(value), str(value),
                                                                    " or ".join(_TYPE_NAMES[t] for t in types)),
                                         host=host, variable=var, fix="write %s" % how))
         profile = hv.get("llmlab_profile")

@@ -23,13 +23,21 @@ def test_a_sound_inventory_has_no_errors() -> None:
     assert inventory_errors({"llmlab_nodes": ["a", "b", "c"]}, inventory()) == []
 
 
+def test_a_whole_number_given_as_its_digits_is_one() -> None:
+    # what `ansible-playbook -e llmlab_tensor_parallel=2` gives: a string
+    hv = inventory(a={"llmlab_tensor_parallel": "2", "llmlab_mtu": " 9000 "})
+    assert inventory_errors({"llmlab_nodes": ["a", "b", "c"]}, hv) == []
+
+
 @pytest.mark.parametrize("groups,hostvars,words,host,variable", [
     ({"all": ["a"]}, inventory(), "no group llmlab_nodes", None, "llmlab_nodes"),
     ({"llmlab_nodes": []}, inventory(), "no group llmlab_nodes, or it is empty", None, "llmlab_nodes"),
     ({"llmlab_nodes": ["a", "b", "c"]}, inventory(b={"llmlab_cables": "a:enp1s0f1np1 b:enp1s0f0np0"}),
-     "llmlab_cables is str", "b", "llmlab_cables"),
-    ({"llmlab_nodes": ["a", "b", "c"]}, inventory(a={"llmlab_mtu": "9000"}), "not a whole number", "a",
-     "llmlab_mtu"),
+     "llmlab_cables is a string", "b", "llmlab_cables"),
+    ({"llmlab_nodes": ["a", "b", "c"]}, inventory(a={"llmlab_mtu": "9000 bytes"}),
+     "llmlab_mtu is a string ('9000 bytes'), not a whole number", "a", "llmlab_mtu"),
+    ({"llmlab_nodes": ["a", "b", "c"]}, inventory(a={"llmlab_tensor_parallel": True}),
+     "llmlab_tensor_parallel is a boolean ('True'), not a whole number", "a", "llmlab_tensor_parallel"),
     ({"llmlab_nodes": ["a", "b", "c"]}, inventory(c={"llmlab_profile": "dgx-h100"}),
      "unknown hardware profile 'dgx-h100'", "c", "llmlab_profile"),
     ({"llmlab_nodes": ["a", "b", "c"]}, inventory(c={"llmlab_profile": None}), "no hardware profile", "c",
