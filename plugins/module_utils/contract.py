@@ -7,7 +7,7 @@ once rather than the first only."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils import backends
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import TOPOLOGIES
@@ -46,9 +46,11 @@ def _is_a(value: Any, types: Sequence[type]) -> bool:
 
 def _type_name(value: Any) -> str:
     """The user's word for a value's type (not Ansible's wrapper classes, such as a tagged string)."""
-    for t in (bool, str, dict, list, int, float):
+    names: List[Tuple[type, str]] = [(bool, "a boolean"), (str, "a string"), (dict, "a mapping"), (list, "a list"),
+                                     (int, "a whole number"), (float, "a number with a fraction")]
+    for t, name in names:
         if isinstance(value, t):
-            return {bool: "a boolean", float: "a number with a fraction"}.get(t, _TYPE_NAMES.get(t, t.__name__))
+            return name
     return type(value).__name__
 
 

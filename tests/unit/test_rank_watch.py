@@ -47,6 +47,16 @@ def test_a_rank_whose_head_is_not_up_yet_keeps_waiting_and_its_exit_code_is_pass
     assert proc.returncode == 7 and "stopped answering" not in out
 
 
+def test_a_rank_that_dies_ends_its_watch_at_once_not_at_the_next_check() -> None:
+    store = _listener()
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, WATCH, "127.0.0.1:%d" % store.getsockname()[1], "--", "sh", "-c",
+                             "sleep 0.3; kill -9 $$"], env=dict(os.environ, LLMLAB_RANK_WATCH_INTERVAL="30"))
+    assert proc.wait(timeout=10) != 0
+    assert time.monotonic() - start < 5
+    store.close()
+
+
 def test_a_bad_call_says_how_to_call_it() -> None:
     res = subprocess.run([sys.executable, WATCH, "127.0.0.1:1"], capture_output=True, text=True, timeout=10)
     assert res.returncode == 2 and "Usage: rank-watch.py HOST:PORT -- COMMAND" in res.stderr

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 
 def answers(host, port):
@@ -39,8 +38,11 @@ def main(argv):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, _f: proc.send_signal(s))
     seen, misses = False, 0
-    while proc.poll() is None:
-        time.sleep(interval)
+    while True:
+        try:
+            return proc.wait(timeout=interval)   # the rank ended (or was killed): so does its container, at once
+        except subprocess.TimeoutExpired:
+            pass
         if answers(host, int(port)):
             seen, misses = True, 0
         elif seen:
@@ -55,7 +57,6 @@ def main(argv):
                 proc.kill()
                 proc.wait()
             return 1
-    return proc.returncode
 
 
 if __name__ == "__main__":
