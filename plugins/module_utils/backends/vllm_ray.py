@@ -183,18 +183,18 @@ class VllmRay(Backend):
                     secrets = [SECRET_RAY_TOKEN]
                 else:
                     argv = serve_argv(plan, executor, ranks.index(host), len(ranks), head_ip, options)
-                    if name == "vllm-rank" and options.get("conf_dir"):
-                        # a headless rank does not notice its group broke: the role's watchdog ends it then
-                        argv = [RANK_WATCH_PYTHON, RANK_WATCH, "%s:%d" % (head_ip, TORCH_MASTER_PORT), "--"] + argv
                     env = dict(base_env)
                     secrets = [SECRET_API_KEY] if name == "vllm" else []
                     if executor == "ray":
                         env.update(RAY_AUTH_MODE="token", RAY_ADDRESS="%s:%d" % (head_ip, RAY_PORTS["gcs"]),
                                    VLLM_DISTRIBUTED_EXECUTOR_CONFIG=SPREAD)
                         secrets.append(SECRET_RAY_TOKEN)
-                out[host][name] = dict(svc, argv=argv, env=env, secret_env=secrets,
-                                       container=container_options(svc["container"]["name"], acc, fabric, host,
-                                                                 options))
+                container = container_options(svc["container"]["name"], acc, fabric, host, options)
+                if name == "vllm-rank" and options.get("conf_dir"):
+                    # a headless rank does not notice its group broke: the role's watchdog runs it and ends it then
+                    argv = [RANK_WATCH_PYTHON, RANK_WATCH, "%s:%d" % (head_ip, TORCH_MASTER_PORT), "--"] + argv
+                    container["volumes"].append("%s/rank-watch.py:%s:ro" % (options["conf_dir"], RANK_WATCH))
+                out[host][name] = dict(svc, argv=argv, env=env, secret_env=secrets, container=container)
         ray_nodes = [h for h in ranks if {"ray-head", "ray-worker"} & set(services.get(h, {}))]
         return {"services": out, "executor": executor, "executor_reason": executor_reason(settings, options),
                 "ray_cluster": settings["ray_cluster"], "ray_nodes": ray_nodes, "unpinned_port_nodes": ray_nodes}
@@ -314,8 +314,6 @@ def container_options(name: str, accelerator: str, fabric: Optional[Mapping[str,
         # vLLM's compile cache (torch.compile's graphs and Inductor's C++ builds): kept on the node, so that a
         # restarted container loads its compiled model instead of compiling it again
         volumes.append("%s:%s" % (options["cache_dir"], CONTAINER_CACHE))
-    if name == "llmlab-vllm-rank" and options.get("conf_dir"):
-        volumes.append("%s/rank-watch.py:%s:ro" % (options["conf_dir"], RANK_WATCH))
     return {
         "name": name, "image": options["image"], "network_mode": "host",
         # the host's IPC namespace (and its /dev/shm), or a private one with a /dev/shm of shm_size
