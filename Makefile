@@ -15,7 +15,7 @@ SHAPE     ?=
 SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm build calibration-table variables-table clean \
+.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm bench-vllm build calibration-table variables-table clean \
 	lab-host sim-image sim-inputs sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
@@ -68,6 +68,9 @@ molecule: venv lab-host  ## every Molecule scenario on the simulated lab but vLL
 
 molecule-vllm: venv lab-host  ## vLLM's Molecule scenarios (TP=2 on 2 direct nodes, PP=3 on a ring of 3), not yet in CI
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test $(addprefix -s ,$(NOT_IN_CI))
+
+bench-vllm: venv lab-host  ## vLLM TP=2, PP=3 and 1 node against llama.cpp RPC on the same lab nodes: the ratio table (~40 min) [REQUESTS=16]
+	$(PY) -m tools.bench_compare --requests $(or $(REQUESTS),16)
 
 lab-host:  ## install docker.io/debootstrap when missing and start dockerd (root)
 	tools/lab-host.sh

@@ -258,3 +258,49 @@ async def _run(p: Mapping[str, Any], prompts: Sequence[str]) -> Dict[str, Any]:
 def run_load(params: Mapping[str, Any], prompts: Sequence[str]) -> Dict[str, Any]:
     """Run the load; returns ``{records, duration_s}``."""
     return asyncio.run(_run(params, prompts))
+
+
+def compare(reports: Sequence[Mapping[str, Any]], baseline: str) -> str:
+    """Benchmark reports side by side, each as a ratio against the one labelled ``baseline``.
+
+    ``reports``: what llm_benchmark writes as <name>.json (``setup`` with its ``label``, ``summary``), each with the
+    benchmark role's <name>.memory.json as ``memory`` when there is one (node -> service -> ``peak_rss_mb``): the
+    table then gives the node whose services peaked highest; and ``first_completion_s`` when the caller timed it (from
+    the deploying run's start to its first completed request). A ratio above 1 is better than the baseline in every
+    column: for latencies it is baseline / this, for throughput this / baseline. A report that completed nothing is
+    listed with its errors and no ratios."""
+    by_label = {r["setup"]["label"]: r for r in reports}
+    if baseline not in by_label:
+        raise ValueError("no report is labelled %r (have: %s)" % (baseline, ", ".join(sorted(by_label)) or "none"))
+    base = by_label[baseline]["summary"]
+
+    def mean(s: Mapping[str, Any], key: str) -> Optional[float]:
+        return (s.get(key) or {}).get("mean")
+
+    def ratio(num: Optional[float], den: Optional[float]) -> str:
+        return "-" if not num or not den else "%.2f" % (num / den)
+
+    def peak(r: Mapping[str, Any]) -> str:
+        nodes = {n: sum(m.get("peak_rss_mb") or 0 for m in svcs.values()) for n, svcs in (r.get("memory") or {}).items()}
+        if not nodes:
+            return "-"
+        top = max(nodes, key=lambda n: nodes[n])
+        return "%.2f (%s)" % (nodes[top] / 1024.0, top)
+
+    lines = ["| setup | nodes | TTFT ms | TPOT ms | output tok/s | TTFT x | TPOT x | output tok/s x | peak RSS GB (node) "
+             "| run start to first completion s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in reports:
+        s, setup = r["summary"], r["setup"]
+        nodes = len([n for n in str(setup.get("nodes", "")).split(" + ") if n])
+        if not s.get("completed"):
+            lines.append("| %s | %d | failed: %s | | | | | | | |" % (setup["label"], nodes, "; ".join(
+                "%s x%d" % kv for kv in sorted((s.get("errors") or {}).items())) or "no request completed"))
+            continue
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            setup["label"], nodes, _fmt(mean(s, "ttft_ms")), _fmt(mean(s, "tpot_ms")), _fmt(s.get("output_throughput")),
+            ratio(mean(base, "ttft_ms"), mean(s, "ttft_ms")), ratio(mean(base, "tpot_ms"), mean(s, "tpot_ms")),
+            ratio(s.get("output_throughput"), base.get("output_throughput")), peak(r),
+            "-" if r.get("first_completion_s") is None else "%.0f" % r["first_completion_s"]))
+    lines += ["", "Ratios against %s; above 1 is better (latency: baseline / this; throughput: this / baseline)."
+              % baseline]
+    return "\n".join(lines) + "\n"

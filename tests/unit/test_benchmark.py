@@ -58,3 +58,27 @@ def test_prompts(tmp_path: object) -> None:
         f.write("\n")
     with pytest.raises(ValueError):
         bm.load_prompts(p)
+
+
+def _report(label: str, nodes: str, ttft_s: float, gap_s: float, tokens: int = 11, failed: bool = False) -> dict:
+    recs = [{"ok": False, "error": "HTTP 500", "start_s": 0.0, "itl_s": []}] if failed else \
+        [_rec(0.0, ttft_s, [gap_s] * (tokens - 1), tokens)]
+    return {"setup": {"label": label, "nodes": nodes}, "summary": bm.summarize(recs, ttft_s + gap_s * (tokens - 1))}
+
+
+def test_compare_gives_ratios_against_the_baseline_above_one_when_better() -> None:
+    one = _report("vllm 1 node", "node1", 0.1, 0.02)
+    two = _report("vllm TP=2", "node1 + node2", 0.05, 0.04)      # TTFT half (2.00x), TPOT double (0.50x)
+    bad = _report("broken", "node1 + node2 + node3", 0.1, 0.02, failed=True)
+    two["memory"] = {"node1": {"vllm": {"peak_rss_mb": 1024.0}, "ray-head": {"peak_rss_mb": 512.0}},
+                     "node2": {"vllm-rank": {"peak_rss_mb": 1200.0}}}
+    two["first_completion_s"] = 301.4
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in
+            bm.compare([one, two, bad], baseline="vllm 1 node").splitlines() if line.startswith("| ")}
+    assert rows["vllm 1 node"][1:] == ["1", "100.0", "20.0", "36.7", "1.00", "1.00", "1.00", "-", "- |"]
+    assert rows["vllm TP=2"][8:] == ["1.50 (node1)", "301 |"]   # node1's services together: 1.5 GB
+    assert rows["vllm TP=2"][1:6] == ["2", "50.0", "40.0", "24.4", "2.00"] and rows["vllm TP=2"][6] == "0.50"
+    assert rows["vllm TP=2"][7] == "%.2f" % ((11 / 0.45) / (11 / 0.3))
+    assert rows["broken"][1] == "3" and "HTTP 500 x1" in rows["broken"][2]
+    with pytest.raises(ValueError, match="no report is labelled 'nope'"):
+        bm.compare([one], baseline="nope")

@@ -164,7 +164,9 @@ class Lab:
             back = " && cat /run/llmlab-docker-etc > %s" % path if first_boot else ""
             _exec(node, ["sh", "-c", "if mountpoint -q %s; then %sumount %s%s; fi" % (path, keep, path, back)])
 
-    def _wait_booted(self, node: str, timeout: float = 90.0) -> None:
+    def _wait_booted(self, node: str, timeout: float = 240.0) -> None:
+        """Until systemd says the node is up. A node that starts vLLM's containers at boot takes longer than 90 s on
+        this 2-core machine (a vllm-direct power cycle, 2026-12-02); on a timeout the jobs still pending are named."""
         deadline = time.time() + timeout
         last = ""
         while time.time() < deadline:
@@ -177,7 +179,9 @@ class Lab:
                     raise LabError("node %s booted degraded: %s" % (node, failed.strip()))
                 return
             time.sleep(0.5)
-        raise LabError("node %s did not finish booting in %.0f s (systemd: %s)" % (node, timeout, last or "?"))
+        jobs = _exec(node, ["systemctl", "list-jobs", "--no-legend", "--plain"], check=False)
+        raise LabError("node %s did not finish booting in %.0f s (systemd: %s; jobs pending: %s)"
+                       % (node, timeout, last or "?", " | ".join(jobs.strip().splitlines()[:8]) or "none"))
 
     # --- cables ---------------------------------------------------------------------------------------------
 

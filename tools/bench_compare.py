@@ -1,0 +1,141 @@
+"""vLLM against itself and against llama.cpp RPC on the same lab nodes and weights, as ratios (make bench-vllm).
+
+    python -m tools.bench_compare [--requests 16] [--only CASE ...] [--report-dir DIR]
+
+For each case: the lab it needs is booted (tools.simlab up, only when the topology changes), then site.yml runs on it
+through ansible-runner with the case's backend and TP/PP pinned, which deploys, verifies and benchmarks (the
+benchmark role writes <case>.json). The previous case's backend is removed by the same run (a backend switch). At the
+end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against vLLM on one node, is printed
+and written to <report-dir>/compare.md. The lab is left up with the last case running.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".collections"))
+from ansible_collections.llmlab.cluster.plugins.module_utils.benchmark import compare  # noqa: E402
+
+INVENTORY = os.path.join(ROOT, "inventories", "sim")
+BENCHMARK_TASK = "Benchmark | Streaming load from the controller"   # roles/benchmark/tasks/main.yml
+CASES_FILE = os.path.join(INVENTORY, "bench-compare.yml")
+
+
+def load_cases(path: str = CASES_FILE) -> Tuple[str, Dict[str, Dict[str, Any]]]:
+    """The baseline case's name and the cases by name, in their order."""
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    cases = {c["name"]: c for c in doc["cases"]}
+    if doc["baseline"] not in cases:
+        raise SystemExit("bench-compare: %s: baseline %r is not a case" % (path, doc["baseline"]))
+    return doc["baseline"], cases
+
+
+def _simlab(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "tools.simlab", *args], cwd=ROOT, check=True)
+
+
+def _first_completion_s(events: List[dict], report_path: str) -> Optional[float]:
+    """From site.yml's start to the end of the benchmark's first request: the moment the benchmark task started (its
+    runner event) minus the playbook's start, plus that request's end-to-end latency (the report's records)."""
+    def when(event: str, task: Optional[str] = None) -> Optional[datetime.datetime]:
+        for e in events:
+            if e.get("event") == event and (task is None or e.get("event_data", {}).get("task") == task):
+                return datetime.datetime.fromisoformat(e["created"])
+        return None
+    start, bench = when("playbook_on_start"), when("playbook_on_task_start", BENCHMARK_TASK)
+    if start is None or bench is None or not os.path.exists(report_path):
+        return None
+    with open(report_path, encoding="utf-8") as fh:
+        first = min((r for r in json.load(fh)["requests"] if r.get("ok")), key=lambda r: r["start_s"], default=None)
+    return None if first is None else (bench - start).total_seconds() + first["start_s"] + first["e2el_s"]
+
+
+def run_case(case: Dict[str, Any], requests: int, report_dir: str) -> Tuple[float, Optional[float]]:
+    """site.yml for one case; returns its wall time and the time to its first completion, in seconds. Raises when
+    the run fails."""
+    import ansible_runner  # the venv's; imported here so --help works without it
+
+    name = case["name"]
+    extravars = dict(case["vars"], llmlab_benchmark_requests=requests, llmlab_benchmark_label=case["label"],
+                     llmlab_benchmark_report_dir=report_dir, llmlab_benchmark_report_name=name)
+    private = os.path.join(ROOT, ".cache", "bench-compare", name)
+    os.makedirs(private, exist_ok=True)
+    t0 = time.monotonic()
+    run = ansible_runner.run(private_data_dir=private, project_dir=ROOT, playbook=os.path.join(ROOT, "site.yml"),
+                             inventory=INVENTORY, extravars=extravars, quiet=True,
+                             envvars={"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
+                                      "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
+    took = time.monotonic() - t0
+    if run.rc != 0:
+        failed = [e["event_data"].get("task", "?") + " on " + e["event_data"].get("host", "?")
+                  for e in run.events if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")]
+        raise SystemExit("bench-compare: %s failed (%s, rc %s) at: %s; its log is %s/artifacts"
+                         % (name, run.status, run.rc, "; ".join(failed) or "see the log", private))
+    return took, _first_completion_s(list(run.events), os.path.join(report_dir, name + ".json"))
+
+
+def main(argv: List[str]) -> int:
+    baseline, cases = load_cases()
+    p = argparse.ArgumentParser(prog="bench_compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=16, help="requests per case, one at a time (default 16)")
+    p.add_argument("--only", nargs="*", choices=sorted(cases), help="run only these cases (the table has them all)")
+    p.add_argument("--report-dir", default=os.path.join(INVENTORY, "artifacts", "bench-compare"))
+    args = p.parse_args(argv)
+    report_dir = os.path.abspath(args.report_dir)
+    os.makedirs(report_dir, exist_ok=True)
+    for backend in dict.fromkeys(c["vars"]["llmlab_backend"] for c in cases.values()):
+        _simlab("backend-inputs", backend)   # what the lab needs besides its nodes (an image), built once per recipe
+    booted = None
+    firsts: Dict[str, Optional[float]] = {}
+    for name in args.only or list(cases):
+        case = cases[name]
+        if booted != (case["topology"], case["nodes"]):
+            _simlab("down")
+            _simlab("up", "--topology", case["topology"], "--nodes", str(case["nodes"]))
+            booted = (case["topology"], case["nodes"])
+        print("bench-compare: %s (%s) ..." % (name, case["label"]), flush=True)
+        took, first = run_case(case, args.requests, report_dir)
+        firsts[name] = first
+        print("bench-compare: %s: site.yml took %.0f s, its first completion came %s s after its start"
+              % (name, took, "?" if first is None else "%.0f" % first), flush=True)
+    reports = []
+    for name in cases:
+        path = os.path.join(report_dir, name + ".json")
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            reports.append(json.load(fh))
+        if os.path.exists(path[:-5] + ".memory.json"):
+            with open(path[:-5] + ".memory.json", encoding="utf-8") as fh:
+                reports[-1]["memory"] = json.load(fh)
+        if firsts.get(name) is not None:
+            reports[-1]["first_completion_s"] = firsts[name]
+    if not reports:
+        raise SystemExit("bench-compare: no report under %s" % report_dir)
+    missing = [n for n in cases if not os.path.exists(os.path.join(report_dir, n + ".json"))]
+    labels = [r["setup"]["label"] for r in reports]
+    base = cases[baseline]["label"]
+    table = compare(reports, base if base in labels else labels[0])
+    setup = ("Setup: the simulated lab on this machine (%d cores, every node a container sharing them), the catalog's "
+             "llmlab/tiny-llama-test (same weights in every case), %d requests one at a time, 64 random words in, "
+             "64 tokens out, streamed.%s" % (os.cpu_count() or 0, args.requests,
+                                              " Not measured yet: %s." % ", ".join(missing) if missing else ""))
+    with open(os.path.join(report_dir, "compare.md"), "w", encoding="utf-8") as fh:
+        fh.write(table + "\n" + setup + "\n")
+    print("\n" + table + "\n" + setup)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
