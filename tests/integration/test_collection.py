@@ -88,6 +88,7 @@ def test_module_failure_names_host_variable_and_fix(installed_collection: str, t
     ("llmlab.cluster.gguf_info", "module"), ("llmlab.cluster.llm_benchmark", "module"),
     ("llmlab.cluster.llamacpp_rpc", "role"), ("llmlab.cluster.cluster_defaults", "role"),
     ("llmlab.cluster.verify", "role"), ("llmlab.cluster.benchmark", "role"),
+    ("llmlab.cluster.service_memory", "module"), ("llmlab.cluster.hf_model_info", "module"),
 ])
 def test_docs_render(installed_collection: str, tmp_path, plugin: str, kind: str) -> None:
     res = run(["ansible-doc", "-t", kind, plugin], cwd=str(tmp_path), env=_isolated_env(installed_collection, tmp_path))
