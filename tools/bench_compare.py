@@ -57,8 +57,8 @@ def _first_completion_s(events: List[dict], report_path: str) -> Optional[float]
     if start is None or bench is None or not os.path.exists(report_path):
         return None
     with open(report_path, encoding="utf-8") as fh:
-        first = min((r for r in json.load(fh)["requests"] if r.get("ok")), key=lambda r: r["start_s"], default=None)
-    return None if first is None else (bench - start).total_seconds() + first["start_s"] + first["e2el_s"]
+        ends = [r["start_s"] + r["e2el_s"] for r in json.load(fh)["requests"] if r.get("ok")]
+    return (bench - start).total_seconds() + min(ends) if ends else None
 
 
 def run_case(case: Dict[str, Any], requests: int, report_dir: str) -> Tuple[float, Optional[float]]:
