@@ -59,15 +59,11 @@ integration: venv  ## the built collection installs and its modules, filters and
 lab: venv lab-host  ## the simulated lab's own tests: bring-up, SSH, cables, faults, clean teardown (root, docker)
 	$(BIN)/pytest -q tests/lab
 
-# vLLM's scenarios are not in `make test` (CI) yet: with them CI would take about 55 minutes on this 2-core machine,
-# and the backend-rooms issue (#9) holds CI under 40 until it is closed. `make molecule-vllm` runs them.
-NOT_IN_CI := vllm-direct vllm-ring3
+molecule: venv lab-host  ## every Molecule scenario on the simulated lab (vLLM's included: TP=2 direct, PP=3 ring)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
-molecule: venv lab-host  ## every Molecule scenario on the simulated lab but vLLM's (make molecule-vllm)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all $(addprefix --exclude ,$(NOT_IN_CI))
-
-molecule-vllm: venv lab-host  ## vLLM's Molecule scenarios (TP=2 on 2 direct nodes, PP=3 on a ring of 3), not yet in CI
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test $(addprefix -s ,$(NOT_IN_CI))
+molecule-vllm: venv lab-host  ## only vLLM's Molecule scenarios (TP=2 on 2 direct nodes; PP=3 on a ring of 3, with llama.cpp)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s vllm-direct -s vllm-ring3
 
 bench-vllm: venv lab-host  ## vLLM TP=2, PP=3 and 1 node against llama.cpp RPC on the same lab nodes: the ratio table (~40 min) [REQUESTS=16]
 	$(PY) -m tools.bench_compare --requests $(or $(REQUESTS),16)

@@ -28,7 +28,7 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.benchmark import co
 
 INVENTORY = os.path.join(ROOT, "inventories", "sim")
 BENCHMARK_TASK = "Benchmark | Streaming load from the controller"   # roles/benchmark/tasks/main.yml
-CASES_FILE = os.path.join(INVENTORY, "bench-compare.yml")
+CASES_FILE = os.path.join(ROOT, "inventories", "bench-compare.yml")   # not in inventories/sim: not an inventory source
 
 
 def load_cases(path: str = CASES_FILE) -> Tuple[str, Dict[str, Dict[str, Any]]]:

@@ -76,6 +76,10 @@ def test_shapes(be: Any, used: int, shapes: List[Any]) -> None:
 @pytest.mark.parametrize("be, model, quant, tp, pp, profile, words", [
     (vllm_ray.BACKEND, "Qwen/Qwen3-235B-A22B", "fp8", 3, 1, "gb10", ["TP=3 does not divide the 64 attention heads"]),
     (vllm_ray.BACKEND, "tiny", "fp16", 2, 1, "sim", []),          # vLLM's CPU build: the lab
+    # 12 attention heads divide by 3, the 4 KV heads neither divide by 3 nor divide 3 (found in the lab: vLLM started
+    # and failed while loading); 8 KV heads with TP=16 are replicated, which vLLM accepts
+    (vllm_ray.BACKEND, "tiny", "fp16", 3, 1, "sim", ["TP=3 does not fit the 4 KV heads (one must divide the other)"]),
+    (vllm_ray.BACKEND, "tiny", "fp16", 4, 1, "sim", []),
     (vllm_ray.BACKEND, "Qwen/Qwen3-235B-A22B", "q4_k_m", 1, 1, "gb10", ["vllm_ray cannot load q4_k_m weights"]),
     (llamacpp_rpc.BACKEND, "Qwen/Qwen3-235B-A22B", "fp8", 1, 3, "gb10", ["llamacpp_rpc cannot load fp8 weights"]),
     (llamacpp_rpc.BACKEND, "tiny", "fp16", 1, 13, "sim", ["13 nodes are more than the 12 layers to split"]),

@@ -82,6 +82,10 @@ class VllmRay(Backend):
         out = []
         if m.heads % tp:
             out.append("TP=%d does not divide the %d attention heads" % (tp, m.heads))
+        elif not m.kv_dim_per_layer and (m.kv_heads % tp if m.kv_heads >= tp else tp % m.kv_heads):
+            # vLLM splits the KV heads over the TP ranks, or replicates them when there are fewer: one size must
+            # divide the other (its attention layers assert it while loading, after every rank has started)
+            out.append("TP=%d does not fit the %d KV heads (one must divide the other)" % (tp, m.kv_heads))
         if pp > 1 and not m.pp_supported:
             out.append("vLLM has no pipeline parallelism for %s (%s)" % (m.id, m.architecture))
         if pp > m.layers:
