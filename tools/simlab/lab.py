@@ -306,14 +306,14 @@ class Lab:
         self.log("node %s stopped; its cables are unplugged at its end" % node)
 
     def start(self, node: str) -> None:
-        """Power a node back on: boot it and plug its parked cable ends back in."""
+        """Power a node back on with its parked cable ends plugged back in, and wait until it has booted."""
         state = self._state()
         self._known(state, node)
         if {c["Names"]: c["State"] for c in _lab_containers()}.get(container(node)) == "running":
             raise LabError("node %s is already running" % node)
         sh(["docker", "start", container(node)])
-        self._wait_booted(node)
-        self._own_etc(node, first_boot=False)
+        # The cables are in as the box powers on, as on a real one: units ordered after network-online.target
+        # (Docker, and vLLM's containers with it) wait at boot for the fabric ports that networkd configures.
         host_links = set(self._host_links())
         by_id = {int(l["id"]): l for l in state["links"]}
         for link_id, port, park in self._ends_on(state, node):
@@ -324,6 +324,8 @@ class Lab:
                     sh(_netns(node) + ["ip", "link", "set", port, "up"])
             else:  # the node died without `stop` (its veth pairs died with it): plug a new cable
                 self._plug(by_id[link_id], state["spec"].get("shape"))
+        self._wait_booted(node)
+        self._own_etc(node, first_boot=False)
         self._wait_ssh(node, state["nodes"][node]["management_address"])
         self.log("node %s started and its cables plugged back in" % node)
 
