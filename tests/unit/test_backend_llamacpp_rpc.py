@@ -6,8 +6,9 @@ from typing import Any, Dict, List
 import pytest
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
+from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import build_id
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.llamacpp_rpc import (
-    build_id, cluster_builds, cmake_flags, plan_builds)
+    cluster_builds, cmake_flags, plan_builds)
 
 SOURCE = {"version": "0c1e570", "source_id": "archive:0c1e570"}
 

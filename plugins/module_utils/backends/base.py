@@ -11,6 +11,8 @@ every service (``deploy``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
@@ -186,3 +188,48 @@ def host_option(hostvars: Mapping[str, Mapping[str, Any]], host: str, prefix: st
     """A role option for one host: the host's ``<prefix><key>`` when the inventory sets it, else the role's."""
     value = (hostvars.get(host) or {}).get(prefix + key)
     return options.get(key) if value in (None, "") else value
+
+
+# --- builds from source (backends whose role compiles on the nodes) ------------------------------------------------
+
+def build_id(inputs: Mapping[str, Any]) -> str:
+    """A short, stable hash of everything that changes the binaries."""
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def group_builds(nodes: Sequence[Mapping[str, Any]], same: Mapping[str, str], why: str,
+                 reference: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Group nodes by what changes their binaries: each group is built once, on its first node, and copied to the
+    others.
+
+    ``nodes``: in the plan's order (the head first), each ``{name, inputs}`` plus the keys of ``same``; ``same``:
+    key -> the inventory variable that sets it, for what must be equal on every node (the version, the source):
+    a node that differs from ``reference`` (default: the head, the first node) raises a PlanError naming it, the
+    variable and ``why``.
+
+    Returns ``{builds: {id: {inputs, builder, hosts}}, hosts: {name: id}}``."""
+    builds: Dict[str, Dict[str, Any]] = {}
+    hosts: Dict[str, str] = {}
+    ref = reference if reference is not None else (nodes[0] if nodes else {})
+    for n in nodes:
+        name = n["name"]
+        for key, variable in same.items():
+            if n.get(key) != ref.get(key):
+                raise PlanError("%s would build %s %r, the head builds %r: %s"
+                                % (name, key.replace("_", " "), n.get(key), ref.get(key), why),
+                                host=name, variable=variable,
+                                fix="set %s once for the whole cluster (group_vars), not per host" % variable)
+        bid = build_id(n["inputs"])
+        b = builds.setdefault(bid, {"inputs": dict(n["inputs"]), "builder": name, "hosts": []})
+        b["hosts"].append(name)
+        hosts[name] = bid
+    return {"builds": builds, "hosts": hosts}
+
+
+def node_build_facts(hostvars: Mapping[str, Mapping[str, Any]], name: str) -> Dict[str, Any]:
+    """What of a node's facts (``llmlab_node``, from preflight) changes a build: architecture and OS."""
+    facts = hostvars[name].get("llmlab_node") or {}
+    os_ = facts.get("os") or {}
+    return {"arch": facts.get("arch"),
+            "os": "%s-%s" % (os_.get("id"), os_.get("version_id")) if os_ else None}

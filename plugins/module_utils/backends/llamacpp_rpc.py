@@ -12,12 +12,10 @@ group's build id is a hash of those inputs and is the stamp that decides a rebui
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import (
-    Backend, Components, Shape, fabric_address, host_option)
+    Backend, Components, Shape, fabric_address, group_builds, host_option, node_build_facts)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import Request, hop_s, proportional_split
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
@@ -215,12 +213,6 @@ def cmake_flags(accelerator: str, extra: Optional[Sequence[str]] = None, host: O
     return flags
 
 
-def build_id(inputs: Mapping[str, Any]) -> str:
-    """A short, stable hash of everything that changes the binaries."""
-    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-
 def plan_builds(nodes: Sequence[Mapping[str, Any]], source: Mapping[str, Any]) -> Dict[str, Any]:
     """Group nodes into builds.
 
@@ -231,25 +223,16 @@ def plan_builds(nodes: Sequence[Mapping[str, Any]], source: Mapping[str, Any]) -
     Returns ``{builds: {id: {inputs, flags, builder, hosts}}, hosts: {name: id}}``. Raises PlanError when a node would
     run another llama.cpp version than the head: RPC refuses mismatched builds.
     """
-    builds: Dict[str, Dict[str, Any]] = {}
-    hosts: Dict[str, str] = {}
+    grouped = []
     for n in nodes:
-        name = n["name"]
-        for key in ("version", "source_id"):
-            if n.get(key) != source.get(key):
-                raise PlanError(
-                    "%s would build llama.cpp %s %r, the head builds %r: RPC needs the same build on every node"
-                    % (name, key.replace("_", " "), n.get(key), source.get(key)), host=name,
-                    variable="llmlab_llamacpp_version" if key == "version" else "llmlab_llamacpp_source",
-                    fix="set the llama.cpp version and source once for the whole cluster (group_vars), not per host")
-        flags = cmake_flags(n["accelerator"], n.get("cmake_flags"), host=name)
-        inputs = {"version": source["version"], "source_id": source["source_id"], "flags": flags,
-                  "arch": n.get("arch"), "os": n.get("os")}
-        bid = build_id(inputs)
-        b = builds.setdefault(bid, {"inputs": inputs, "flags": flags, "builder": name, "hosts": []})
-        b["hosts"].append(name)
-        hosts[name] = bid
-    return {"builds": builds, "hosts": hosts}
+        flags = cmake_flags(n["accelerator"], n.get("cmake_flags"), host=n["name"])
+        grouped.append(dict(n, inputs={"version": source["version"], "source_id": source["source_id"],
+                                       "flags": flags, "arch": n.get("arch"), "os": n.get("os")}))
+    out = group_builds(grouped, {"version": "llmlab_llamacpp_version", "source_id": "llmlab_llamacpp_source"},
+                       "RPC needs the same build on every node", reference=source)
+    for b in out["builds"].values():
+        b["flags"] = b["inputs"]["flags"]
+    return out
 
 
 def cluster_builds(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
@@ -270,8 +253,6 @@ def cluster_builds(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, 
     nodes = []
     for spec in inventory_nodes(hostvars, used):
         name = spec["name"]
-        facts = hostvars[name].get("llmlab_node") or {}
-        os_ = facts.get("os") or {}
 
         def pick(key: str) -> Any:
             return host_option(hostvars, name, OPTION_PREFIX, key, defaults)
@@ -279,8 +260,7 @@ def cluster_builds(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, 
         nodes.append({
             "name": name,
             "accelerator": pick("accelerator") or resolve_node(spec).accelerator,
-            "arch": facts.get("arch"),
-            "os": "%s-%s" % (os_.get("id"), os_.get("version_id")) if os_ else None,
+            **node_build_facts(hostvars, name),
             "cmake_flags": pick("cmake_flags") or [],
             "version": str(pick("version")),
             "source_id": "%s:%s" % (pick("source"), pick("version")),
