@@ -55,6 +55,22 @@ def _ints(f: IO[bytes], n: int) -> List[int]:
     return list(struct.unpack("<%di" % n, b))
 
 
+def _pairs(f: IO[bytes], keys: Mapping[int, str], what: str) -> Dict[str, int]:
+    """After the magic: the header size, then its key/value pairs, by name (an unknown key is refused, as the
+    loaders refuse it)."""
+    header_size, = _ints(f, 1)
+    n_kv = (header_size - 8) // 4
+    if header_size < 8 or (header_size - 8) % 8 or n_kv > 2 * _MAX_KV:
+        raise DllamaFormatError("a header size of %d bytes is not a whole number of key/value pairs" % header_size)
+    values = _ints(f, n_kv)
+    raw: Dict[str, int] = {"header_size": header_size}
+    for key, value in zip(values[0::2], values[1::2]):
+        if key not in keys:
+            raise DllamaFormatError("unknown %sheader key %d (the loader refuses it)" % (what, key))
+        raw[keys[key]] = value
+    return raw
+
+
 def tensor_bytes(float_type: str, count: int) -> int:
     """Bytes of ``count`` values stored as ``float_type``."""
     if float_type in _ELEMENT_BYTES:
@@ -93,18 +109,10 @@ def read_model_header(path: str) -> Dict[str, Any]:
                                     "with this version's converter" % magic)
         if magic != MODEL_MAGIC:
             raise DllamaFormatError("not a distributed-llama model (magic 0x%X, expected 0x%X)" % (magic, MODEL_MAGIC))
-        header_size, = _ints(f, 1)
-        n_kv = (header_size - 8) // 4
-        if header_size < 8 or (header_size - 8) % 8 or n_kv > 2 * _MAX_KV:
-            raise DllamaFormatError("a header size of %d bytes is not a whole number of key/value pairs" % header_size)
-        values = _ints(f, n_kv)
+        raw = _pairs(f, MODEL_KEYS, "")
         f.seek(0, 2)
         file_size = f.tell()
-    raw: Dict[str, int] = {}
-    for key, value in zip(values[0::2], values[1::2]):
-        if key not in MODEL_KEYS:
-            raise DllamaFormatError("unknown header key %d (the loader refuses it)" % key)
-        raw[MODEL_KEYS[key]] = value
+    header_size = raw["header_size"]
     for need in ("arch_type", "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
                  "weights_float_type"):
         if need not in raw:
@@ -150,18 +158,8 @@ def read_tokenizer_header(path: str) -> Dict[str, Any]:
         if magic != TOKENIZER_MAGIC:
             raise DllamaFormatError("not a distributed-llama tokenizer (magic 0x%X, expected 0x%X; the old format "
                                     "0x567123 is refused)" % (magic, TOKENIZER_MAGIC))
-        header_size, = _ints(f, 1)
-        n_kv = (header_size - 8) // 4
-        if header_size < 8 or (header_size - 8) % 8 or n_kv > 2 * _MAX_KV:
-            raise DllamaFormatError("a header size of %d bytes is not a whole number of key/value pairs" % header_size)
-        values = _ints(f, n_kv)
-        raw: Dict[str, int] = {}
-        for key, value in zip(values[0::2], values[1::2]):
-            if key not in TOKENIZER_KEYS:
-                raise DllamaFormatError("unknown tokenizer header key %d" % key)
-            raw[TOKENIZER_KEYS[key]] = value
-            if TOKENIZER_KEYS[key] == "chat_stop":
-                f.seek(value, 1)
+        raw = _pairs(f, TOKENIZER_KEYS, "tokenizer ")
+        f.seek(raw.get("chat_stop", 0), 1)   # the old chat-stop string, skipped as the loader skips it
         if raw.get("version") != 1:
             raise DllamaFormatError("tokenizer version %s, distributed-llama needs 1 (regenerate it)"
                                     % raw.get("version"))

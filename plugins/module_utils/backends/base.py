@@ -198,7 +198,7 @@ def build_id(inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def group_builds(nodes: Sequence[Mapping[str, Any]], same: Mapping[str, str], why: str,
+def group_builds(nodes: Sequence[Mapping[str, Any]], same: Mapping[str, str], what: str, why: str,
                  reference: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Group nodes by what changes their binaries: each group is built once, on its first node, and copied to the
     others.
@@ -216,8 +216,8 @@ def group_builds(nodes: Sequence[Mapping[str, Any]], same: Mapping[str, str], wh
         name = n["name"]
         for key, variable in same.items():
             if n.get(key) != ref.get(key):
-                raise PlanError("%s would build %s %r, the head builds %r: %s"
-                                % (name, key.replace("_", " "), n.get(key), ref.get(key), why),
+                raise PlanError("%s would build %s %s %r, the head builds %r: %s"
+                                % (name, what, key.replace("_", " "), n.get(key), ref.get(key), why),
                                 host=name, variable=variable,
                                 fix="set %s once for the whole cluster (group_vars), not per host" % variable)
         bid = build_id(n["inputs"])

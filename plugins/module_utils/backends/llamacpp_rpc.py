@@ -229,7 +229,7 @@ def plan_builds(nodes: Sequence[Mapping[str, Any]], source: Mapping[str, Any]) -
         grouped.append(dict(n, inputs={"version": source["version"], "source_id": source["source_id"],
                                        "flags": flags, "arch": n.get("arch"), "os": n.get("os")}))
     out = group_builds(grouped, {"version": "llmlab_llamacpp_version", "source_id": "llmlab_llamacpp_source"},
-                       "RPC needs the same build on every node", reference=source)
+                       "llama.cpp", "RPC needs the same build on every node", reference=source)
     for b in out["builds"].values():
         b["flags"] = b["inputs"]["flags"]
     return out
