@@ -26,13 +26,19 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 
 
 def vocab(size: int) -> Tuple[List[bytes], List[float], List[int]]:
-    """SentencePiece-style: <unk> <s> </s>, the 256 byte tokens, then word pieces up to ``size``."""
+    """SentencePiece-style: <unk> <s> </s>, the 256 byte tokens, then pieces up to ``size``.
+
+    Every piece longer than one character is two shorter tokens joined (``▁the`` = ``▁t`` + ``he``, ``▁t`` = space +
+    ``t``), as in any trained BPE or SentencePiece vocabulary: tokenizers that build pieces by merging pairs (llama.cpp's
+    SPM, distributed-llama's) reach them. A piece no pair reaches is never produced, and distributed-llama v0.16.4
+    then crashes: after the prompt it reads the token slot one past the prompt, which only holds a valid id when the
+    encoder merged at least once (see tests/unit/test_tiny_gguf.py and DEVELOPERS.md)."""
     T = gguf.TokenType
     tokens = [b"<unk>", b"<s>", b"</s>"] + [("<0x%02X>" % i).encode() for i in range(256)]
     types = [T.UNKNOWN, T.CONTROL, T.CONTROL] + [T.BYTE] * 256
-    pieces = [c for c in "etaoinshrdlucmfwypvbgkjqxz"] + ["\u2581" + w for w in (
-        "the of and to in is that it was for on are as with his they at be this from have or by one had not but "
-        "what all were when we there can an your which their said if do will each about how up out them").split()]
+    pieces = [c for c in "etaoinshrdlucmfwypvbgkjqxz"] + [w.replace("_", "\u2581") for w in (
+        "_t he _the _a in _in an _an nd _and _o _of _to er re on _on at _at is _is it _it or _or en es ha _ha _w _wa "
+        "_was _f _for _th").split()]
     for p in pieces:
         if len(tokens) >= size:
             break
