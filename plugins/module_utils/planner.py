@@ -252,7 +252,7 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     plan["reasons"] = [head] + best.reasons + _idle_reasons(best, candidates, resolved, tp, pp)
     be = backends.get(best.backend)
     head_node = next(n for n in resolved if n.name == best.nodes_used[0])
-    plan["api"] = _api(head_node, api_address, api_port, m.id)
+    plan["api"] = dict(_api(head_node, api_address, api_port, m.id), endpoint=be.api_endpoint)
     plan["peer_ports"] = list(be.peer_ports.values())
     plan["ports"] = dict(be.peer_ports, api=str(int(api_port)))
     plan["containers"] = be.containers

@@ -228,16 +228,6 @@ def test_llamacpp_alone_has_no_rpc_list_and_a_worker_on_another_build_is_named()
     assert err.value.host == "node2" and err.value.variable == "llmlab_llamacpp_threads"
 
 
-def test_a_backend_without_a_role_computes_no_command_line() -> None:
-    ns = [{"name": "n%d" % i, "profile": "strix_halo"} for i in range(2)]
-    fabric = plan_fabric(ns, "direct")
-    plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q4_0",
-                         backend="distributed_llama", fabric=fabric)
-    with pytest.raises(PlanError) as err:
-        render.backend_deploy({"fabric": fabric, "plan": plan}, {}, {})
-    assert "has no role" in str(err.value) and err.value.variable == "llmlab_backend"
-
-
 def test_vllm_environment_lists_both_cx7_halves() -> None:
     ns = [{"name": n, "profile": "gb10"} for n in ("a", "b")]
     env = vllm_ray.comm_env(plan_fabric(ns, "direct"), "a")

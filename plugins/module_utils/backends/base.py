@@ -37,6 +37,7 @@ class Backend:
     units: Dict[str, str] = {}               # service -> systemd unit, every unit the backend may install
     firewall_tables: Tuple[str, ...] = ()    # nftables tables of its own (closed by its role's absent tasks)
     shape_rule = ""                          # how it splits a model, for messages
+    api_endpoint = "completions"             # the OpenAI route verify probes: completions or chat (/v1/chat/...)
     # calibrated constants (change them only with the calibration table, which tests print)
     decode_efficiency: Dict[str, float] = {}
     prefill_efficiency: Dict[str, float] = {}
@@ -233,3 +234,25 @@ def node_build_facts(hostvars: Mapping[str, Mapping[str, Any]], name: str) -> Di
     os_ = facts.get("os") or {}
     return {"arch": facts.get("arch"),
             "os": "%s-%s" % (os_.get("id"), os_.get("version_id")) if os_ else None}
+
+
+def build_nodes(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]], prefix: str,
+                options: Mapping[str, Any], keys: Sequence[str]) -> List[Dict[str, Any]]:
+    """The nodes a plan uses (the head first), each with what changes its build: ``arch`` and ``os`` from its facts
+    (preflight), ``profile_accelerator`` from its hardware profile, and every option of ``keys`` (the host's
+    ``<prefix><key>`` when the inventory sets it, else the role's)."""
+    from ansible_collections.llmlab.cluster.plugins.module_utils.render import inventory_nodes
+    from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import resolve_node
+
+    used = list(plan.get("nodes_used") or [])
+    if not used:
+        raise PlanError("the plan uses no node", variable="llmlab_nodes", fix="fix the plan's errors first")
+    out = []
+    for spec in inventory_nodes(hostvars, used):
+        name = spec["name"]
+        node: Dict[str, Any] = {"name": name, "profile_accelerator": resolve_node(spec).accelerator,
+                                **node_build_facts(hostvars, name)}
+        node.update((k, host_option(hostvars, name, prefix, k, options)) for k in keys)
+        out.append(node)
+    return out
+

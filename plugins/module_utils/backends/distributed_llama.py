@@ -3,17 +3,43 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """distributed-llama: every node holds 1/N of every layer (tensor parallel on the CPU cores), N a power of two.
 
-Planned here; its role (``roles/distributed_llama``) has not landed yet, so the planner marks it not deployable.
+The root (the plan's head) runs ``dllama-api`` on 127.0.0.1 behind a reverse proxy (nginx) that serves the plan's
+API address with the key, ``/health`` and a body limit; every other node runs ``dllama worker`` on its fabric
+address. Workers hold no model: the root streams their slices at every start, and workers connect to each other
+too. There is no version handshake (root and workers exchange raw structs), so every node must run the same commit:
+builds are grouped like llama.cpp's (``base.group_builds``) and a node pinned to another version fails preflight.
+
+Field facts this module encodes (v0.16.4, reproduced in the lab):
+
+* a worker closes its listening socket once the root has connected, so readiness is the socket in LISTEN state
+  before the root starts and an ESTABLISHED one from the root afterwards (``connected_from``); a TCP connect-and-close
+  kills a worker, so nothing probes its port;
+* ``--net-turbo`` (on by default) busy-spins on the sockets; off unless the role asks for it;
+* ``-march=native`` is the upstream default and makes binaries node-specific: builds use a portable level per CPU
+  architecture unless the role asks for ``native`` (then every node builds its own).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import Backend, Shape, fabric_address
+from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import (
+    Backend, Shape, build_nodes, fabric_address, group_builds, host_option)
+from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (
     Request, is_power_of_two, link_bytes_per_s)
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
+
+OPTION_PREFIX = "llmlab_dllama_"
+API_LOCAL_ADDRESS = "127.0.0.1"           # dllama-api has no authentication: only the proxy on the same node reaches it
+API_LOCAL_PORT = 9990
+# What upstream's Makefile sets (a CXXFLAGS given to make replaces them all), without -march/-mtune=native.
+BASE_CXXFLAGS = ("-std=c++11", "-Werror", "-Wformat", "-Werror=format-security", "-O3")
+# The instruction sets its kernels use (nn-cpu-ops: AVX2/F16C, NEON dot product and fp16) at a level every box of
+# the kind has: GB10 (Cortex-X925/A725), Ryzen AI Max+ 395 (Zen 5), the lab's x86-64 hosts.
+PORTABLE_MARCH = {"x86_64": "x86-64-v3", "aarch64": "armv8.2-a+dotprod+fp16"}
+BUILDS = ("cpu", "vulkan")
+WEIGHT_TYPES = {"q4_0": "q40", "f32": "f32"}   # the catalog's quantization -> the .m weight type it loads
 
 SYNCS_PER_LAYER = 2
 SYNC_FIXED_US = 125.0
@@ -27,7 +53,9 @@ class DistributedLlama(Backend):
     accelerators = ("cpu", "cuda", "rocm")   # runs on the CPU cores (or Vulkan) of any box
     containers = False
     peer_ports = {"worker": "9999"}
-    units = {"dllama-worker": "llmlab-dllama-worker.service", "dllama-api": "llmlab-dllama-api.service"}
+    units = {"dllama-worker": "llmlab-dllama-worker.service", "dllama-api": "llmlab-dllama-api.service",
+             "dllama-proxy": "llmlab-dllama-proxy.service"}
+    api_endpoint = "chat"                    # dllama-api serves /v1/chat/completions and /v1/models only
     shape_rule = "distributed-llama splits tensors (TP=nodes, PP=1)"
     # the same CPU code path on every kind of box, so one efficiency for all of them
     decode_efficiency = dict.fromkeys(accelerators, 0.60)
@@ -41,13 +69,9 @@ class DistributedLlama(Backend):
         return [(used, 1)]
 
     def shape_problems(self, tp: int, pp: int, nodes: Sequence[Node], req: Request) -> List[str]:
-        out = []
-        if not is_power_of_two(tp):
-            out.append("distributed-llama needs a power-of-two node count, not %d" % tp)
-        if tp > req.model.kv_heads:
-            out.append("distributed-llama cannot use more nodes (%d) than the model's %d KV heads"
-                       % (tp, req.model.kv_heads))
-        return out
+        m = req.model
+        return split_problems({"heads": m.heads, "kv_heads": m.kv_heads, "head_dim": m.head_dim, "dim": m.hidden,
+                               "hidden_dim": m.ffn, "vocab": m.vocab, "weight_type": WEIGHT_TYPES.get(req.quant)}, tp)
 
     def memory(self, tp: int, pp: int, nodes: Sequence[Node],
                req: Request) -> Tuple[Dict[str, float], Dict[str, Any]]:
@@ -74,12 +98,178 @@ class DistributedLlama(Backend):
 
     def services(self, plan: Mapping[str, Any],
                  fabric: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-        return self.head_and_workers(plan, fabric, "dllama-api", "dllama-worker", int(self.peer_ports["worker"]))
+        """The proxy serves the API address; dllama-api listens on the root's loopback only; each worker on its
+        fabric address, until the root and its peers connect (``connected_from``: who may hold its socket then)."""
+        port = int(self.peer_ports["worker"])
+        out = self.head_and_workers(plan, fabric, "dllama-proxy", "dllama-worker", port)
+        head = plan["head"]
+        out[head]["dllama-api"] = {"unit": self.units["dllama-api"], "port": API_LOCAL_PORT,
+                                   "bind": API_LOCAL_ADDRESS}
+        nodes = [head] + list(plan["workers"])
+        for w in plan["workers"]:
+            peers = [fabric_address(fabric, n) for n in nodes if n != w]
+            out[w]["dllama-worker"]["connected_from"] = [a for a in peers if a]
+        return out
+
+    def deploy(self, plan: Mapping[str, Any], fabric: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
+               options: Mapping[str, Any]) -> Dict[str, Any]:
+        """Builds, then every service's command line. ``options``: the role's ``version``, ``commit``, ``source_id``
+        (the archive's SHA-256), ``accelerator`` (cpu or vulkan), ``march`` (empty: the portable level of the node's
+        architecture; ``native``: one build per node), ``cxxflags`` (extra), ``threads`` (0 = the node's CPUs),
+        ``net_turbo``, ``prefix``, ``model_path``, ``tokenizer_path``, ``proxy_binary``, ``proxy_conf``,
+        ``api_args``; the inventory may set the per-host ones as ``llmlab_dllama_<option>``."""
+        builds = cluster_builds(plan, hostvars, options)
+        head, workers = plan["head"], list(plan["workers"])
+        services = plan["services"]
+        port = int(self.peer_ports["worker"])
+        bindir = "%s/current/bin" % options["prefix"]
+        out: Dict[str, Dict[str, Dict[str, Any]]] = {}
+
+        def common(host: str) -> List[str]:
+            build = builds["builds"][builds["hosts"][host]]
+            threads = _threads(hostvars, host, options)
+            args = ["--nthreads", str(threads)]
+            if build["inputs"]["accelerator"] == "vulkan":
+                args = ["--nthreads", "1", "--gpu-index", "0"]    # its Vulkan path runs one thread on GPU 0
+            return args + ["--net-turbo", "1" if options.get("net_turbo") else "0"]
+
+        for w in workers:
+            argv = ["%s/dllama" % bindir, "worker", "--host", services[w]["dllama-worker"]["bind"],
+                    "--port", str(port)] + common(w)
+            out[w] = {"dllama-worker": {"argv": argv, "env": {}}}
+        s = plan["settings"]
+        argv = ["%s/dllama-api" % bindir, "--host", API_LOCAL_ADDRESS, "--port", str(API_LOCAL_PORT),
+                "--model", options["model_path"], "--tokenizer", options["tokenizer_path"],
+                "--buffer-float-type", s["buffer_float_type"],
+                "--max-seq-len", str(plan["context_tokens"])] + common(head)
+        if workers:
+            argv += ["--workers"] + workers_argument(workers, fabric, port)
+        argv += [str(a) for a in options.get("api_args") or []]
+        out[head] = {
+            "dllama-api": {"argv": argv, "env": {}},
+            "dllama-proxy": {"argv": [options["proxy_binary"], "-c", options["proxy_conf"], "-g", "daemon off;"],
+                             "env": {},
+                             "upstream": "%s:%d" % (API_LOCAL_ADDRESS, API_LOCAL_PORT)},
+        }
+        return {"services": out, "builds": builds["builds"], "build_of": builds["hosts"],
+                "weight_type": WEIGHT_TYPES[plan["quant"]]}
 
 
 def workers_argument(workers: Sequence[str], fabric: Mapping[str, Any], port: int) -> List[str]:
     """distributed-llama ``--workers`` arguments (space-separated on the command line), in the plan's order."""
     return ["%s:%d" % (fabric_address(fabric, w), port) for w in workers]
+
+
+def _threads(hostvars: Mapping[str, Mapping[str, Any]], host: str, options: Mapping[str, Any]) -> int:
+    threads = int(host_option(hostvars, host, OPTION_PREFIX, "threads", options) or 0)
+    if threads > 0:
+        return threads
+    cpus = ((hostvars.get(host) or {}).get("llmlab_node") or {}).get("cpus")
+    if not cpus:
+        raise PlanError("no CPU count for %s: its facts (llmlab.cluster.node_facts) are missing" % host, host=host,
+                        variable="llmlab_dllama_threads", fix="run preflight first, or set llmlab_dllama_threads")
+    return int(cpus)
+
+
+# --- builds ----------------------------------------------------------------------------------------------------
+
+def make_flags(accelerator: str, arch: Optional[str], march: str = "", extra: Optional[Sequence[str]] = None,
+               host: Optional[str] = None) -> Dict[str, Any]:
+    """What ``make dllama dllama-api`` gets on one node: ``CXXFLAGS`` (upstream's, with a portable ``-march`` for the
+    architecture unless ``march`` names one) and the make variables (``DLLAMA_VULKAN=1`` for Vulkan)."""
+    if accelerator not in BUILDS:
+        raise PlanError("distributed-llama has no %r build (it builds %s)" % (accelerator, " or ".join(BUILDS)),
+                        host=host, variable="llmlab_dllama_accelerator",
+                        fix="set llmlab_dllama_accelerator to one of %s" % ", ".join(BUILDS))
+    level = march or PORTABLE_MARCH.get(str(arch))
+    if not level:
+        raise PlanError("no portable -march level for CPU architecture %r" % (arch,), host=host,
+                        variable="llmlab_dllama_march",
+                        fix="set llmlab_dllama_march (e.g. native, or a -march value gcc knows for that CPU)")
+    flags = list(BASE_CXXFLAGS) + ["-march=%s" % level, "-mtune=%s" % ("native" if level == "native" else "generic")]
+    variables: Dict[str, str] = {}
+    if accelerator == "vulkan":
+        flags.append("-DDLLAMA_VULKAN")         # upstream's Makefile adds it to the CXXFLAGS a command line replaces
+        variables["DLLAMA_VULKAN"] = "1"
+    for f in extra or []:
+        if not isinstance(f, str) or not f.startswith("-"):
+            raise PlanError("extra compiler flag %r is not an option" % (f,), host=host,
+                            variable="llmlab_dllama_cxxflags", fix="give a list of strings like -DNDEBUG")
+        flags.append(f)
+    return {"cxxflags": flags, "variables": variables}
+
+
+def cluster_builds(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]],
+                   options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Group the plan's nodes into builds: one per version, archive, build kind (cpu/vulkan), flags, architecture
+    and OS; with ``march: native`` one per node (the binaries then fit only the CPU they were built on).
+
+    Raises PlanError when a node would run another version or archive than the root: workers and root exchange raw
+    structs, and mixed commits corrupt silently."""
+    nodes = []
+    for n in build_nodes(plan, hostvars, OPTION_PREFIX, options,
+                         ("accelerator", "march", "cxxflags", "version", "source_id")):
+        accel = n["accelerator"] or ("vulkan" if n["profile_accelerator"] == "vulkan" else "cpu")
+        flags = make_flags(accel, n["arch"], str(n["march"] or ""), n["cxxflags"], host=n["name"])
+        inputs = {"version": str(n["version"]), "source_id": n["source_id"], "accelerator": accel,
+                  "arch": n["arch"], "os": n["os"], **flags}
+        if n["march"] == "native":
+            inputs["host"] = n["name"]
+        nodes.append(dict(n, version=str(n["version"]), inputs=inputs))
+    return group_builds(nodes, {"version": "llmlab_dllama_version", "source_id": "llmlab_dllama_archive"},
+                        "distributed-llama", "root and workers exchange raw structs with no version check, so mixed "
+                        "commits corrupt silently")
+
+
+# --- the model file ----------------------------------------------------------------------------------------------
+
+def split_problems(dims: Mapping[str, Any], nodes: int) -> List[str]:
+    """Why ``nodes`` nodes cannot split a model of these dimensions (``heads``, ``kv_heads``, ``head_dim``, ``dim``,
+    ``hidden_dim``, ``vocab``, ``weight_type``; 0 or missing = unknown): the root slices every matrix by rows or
+    columns into ``nodes`` equal parts, q40/q80 blocks hold 32 values. Release v0.16.4 asserts (SIGABRT) otherwise."""
+    n = int(nodes)
+    out = []
+    if not is_power_of_two(n):
+        out.append("distributed-llama needs a power-of-two node count, not %d" % n)
+    kv_heads = int(dims.get("kv_heads") or 0)
+    if kv_heads and n > kv_heads:
+        out.append("distributed-llama cannot use more nodes (%d) than the model's %d KV heads" % (n, kv_heads))
+    kv_dim = int(dims.get("head_dim") or 0) * kv_heads
+    parts = (("attention heads", dims.get("heads")), ("KV heads", kv_heads), ("KV dimension", kv_dim),
+             ("vocabulary", dims.get("vocab")), ("feed-forward dimension", dims.get("hidden_dim")))
+    for what, value in parts:
+        if value and n and int(value) % n:
+            out.append("its %s (%d) is not divisible by %d nodes" % (what, int(value), n))
+    if dims.get("weight_type") == "q40" and n and not out:
+        slices = {"hidden dimension": int(dims.get("dim") or 0), "feed-forward slice": int(dims.get("hidden_dim") or 0) // n,
+                  "KV slice": kv_dim // n}
+        bad = ["%s %d" % kv for kv in slices.items() if kv[1] % 32]
+        if bad:
+            out.append("q40 blocks hold 32 values: %s on %d nodes are not multiples of 32" % (", ".join(bad), n))
+    return out
+
+
+def model_problems(header: Mapping[str, Any], nodes: int, plan_model: Optional[Mapping[str, Any]] = None,
+                   quant: Optional[str] = None) -> List[str]:
+    """What is wrong with a ``.m`` file (its header, ``dllama.read_model_header``) for ``nodes`` nodes and the plan's
+    model and quantization, in plain words; empty when it loads."""
+    wt = header["weight_type"]
+    out = split_problems({"heads": header["n_heads"], "kv_heads": header["n_kv_heads"],
+                          "head_dim": header["head_dim"], "dim": header["dim"], "hidden_dim": header["hidden_dim"],
+                          "vocab": header["vocab_size"], "weight_type": wt}, nodes)
+    if wt not in WEIGHT_TYPES.values():
+        out.append("its weights are %s; distributed-llama loads q40 (with q80 buffers) or f32" % wt)
+    elif quant is not None and WEIGHT_TYPES.get(quant, wt) != wt:
+        out.append("its weights are %s, the plan's quantization %s is %s" % (wt, quant, WEIGHT_TYPES[quant]))
+    if header.get("expected_size") is not None and header.get("file_size") != header["expected_size"]:
+        out.append("it holds %d bytes where its header describes %d (truncated, or not a whole model)"
+                   % (header["file_size"], header["expected_size"]))
+    for key, mine in (("layers", "n_layers"), ("heads", "n_heads"), ("kv_heads", "n_kv_heads"),
+                      ("hidden", "dim"), ("vocab", "vocab_size")):
+        if plan_model and plan_model.get(key) and int(plan_model[key]) != int(header[mine]):
+            out.append("its %s is %d, the plan's model %s has %d" % (key.replace("_", " "), int(header[mine]),
+                                                                      plan_model.get("id", ""), int(plan_model[key])))
+    return out
 
 
 BACKEND = DistributedLlama()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import (
-    Backend, Components, Shape, fabric_address, group_builds, host_option, node_build_facts)
+    Backend, Components, Shape, build_nodes, fabric_address, group_builds, host_option)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import Request, hop_s, proportional_split
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
@@ -243,28 +243,14 @@ def cluster_builds(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, 
     them, else ``defaults`` (the role's); the accelerator otherwise comes from the host's profile, the architecture
     and OS from its ``llmlab_node`` facts (preflight).
     """
-    from ansible_collections.llmlab.cluster.plugins.module_utils.render import inventory_nodes
-    from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import resolve_node
-
-    used = list(plan.get("nodes_used") or [])
-    if not used:
-        raise PlanError("the plan uses no node", variable="llmlab_nodes", fix="fix the plan's errors first")
-
-    nodes = []
-    for spec in inventory_nodes(hostvars, used):
-        name = spec["name"]
-
-        def pick(key: str) -> Any:
-            return host_option(hostvars, name, OPTION_PREFIX, key, defaults)
-
-        nodes.append({
-            "name": name,
-            "accelerator": pick("accelerator") or resolve_node(spec).accelerator,
-            **node_build_facts(hostvars, name),
-            "cmake_flags": pick("cmake_flags") or [],
-            "version": str(pick("version")),
-            "source_id": "%s:%s" % (pick("source"), pick("version")),
-        })
+    nodes = [{
+        "name": n["name"], "arch": n["arch"], "os": n["os"],
+        "accelerator": n["accelerator"] or n["profile_accelerator"],
+        "cmake_flags": n["cmake_flags"] or [],
+        "version": str(n["version"]),
+        "source_id": "%s:%s" % (n["source"], n["version"]),
+    } for n in build_nodes(plan, hostvars, OPTION_PREFIX, defaults,
+                           ("accelerator", "cmake_flags", "version", "source"))]
     head = nodes[0]
     return plan_builds(nodes, {"version": head["version"], "source_id": head["source_id"]})
 
