@@ -20,7 +20,7 @@ import argparse
 import os
 import struct
 import sys
-from typing import BinaryIO, List, Tuple
+from typing import BinaryIO, Dict, List, Tuple
 
 import numpy as np
 
@@ -118,6 +118,20 @@ def names(model_id: str, weight_type: str) -> Tuple[str, str]:
     return "%s-%s.m" % (base, weight_type), "%s.t" % base
 
 
+def write(out_dir: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0,
+          weights: str = "q40") -> Dict[str, str]:
+    """Write the .m and .t into ``out_dir``; returns file name -> SHA-256."""
+    os.makedirs(out_dir, exist_ok=True)
+    model_name, tok_name = names(model_id, weights)
+    out = {}
+    for name, writer in ((model_name, lambda p: write_model(p, model_id, seed, weights)),
+                         (tok_name, lambda p: write_tokenizer(p, model_id))):
+        path = os.path.join(out_dir, name)
+        out[name] = writer(path + ".part")
+        os.replace(path + ".part", path)
+    return out
+
+
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
@@ -125,14 +139,8 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights", choices=sorted(WEIGHT_TYPES), default="q40")
     a = ap.parse_args(argv)
-    os.makedirs(a.out_dir, exist_ok=True)
-    model_name, tok_name = names(a.model, a.weights)
-    for name, write in ((model_name, lambda p: write_model(p, a.model, a.seed, a.weights)),
-                        (tok_name, lambda p: write_tokenizer(p, a.model))):
-        path = os.path.join(a.out_dir, name)
-        digest = write(path + ".part")
-        os.replace(path + ".part", path)
-        print("%s  %s" % (digest, path))
+    for name, digest in write(a.out_dir, a.model, a.seed, a.weights).items():
+        print("%s  %s" % (digest, os.path.join(a.out_dir, name)))
     return 0
 
 

@@ -13,11 +13,16 @@ Format, as distributed-llama 0.16 reads it (``src/llm.cpp`` ``loadLlmHeader``/``
   started - so it is checked here, before anything is deployed.
 * ``.t``: magic ``0x567124``, header size, key/value pairs, the chat template, the EOS ids, then per token a score,
   a length and the bytes. Tokens below the BOS id are the regular vocabulary, the rest special ones.
+
+And what the loader and the slicer accept (``split_problems``, ``model_problems``): the backend module plans with the
+same rules the lab and preflight check a file with.
 """
 from __future__ import annotations
 
 import struct
-from typing import IO, Any, Dict, List, Mapping
+from typing import IO, Any, Dict, List, Mapping, Optional
+
+from ansible_collections.llmlab.cluster.plugins.module_utils.perf import is_power_of_two
 
 MODEL_MAGIC = 0xA00ABCD
 OLD_MODEL_MAGICS = (0xABCD00, 0xABCD01)
@@ -177,3 +182,58 @@ def read_tokenizer_header(path: str) -> Dict[str, Any]:
     return {"vocab_size": vocab, "bos_id": raw.get("bos_id", -1), "eos_ids": eos,
             "add_bos": raw.get("add_bos", 0) == 1, "chat_template": template.decode("utf-8", errors="replace"),
             "max_token_length": raw.get("max_token_length", 0), "trailing_bytes": trailing}
+
+
+# The catalog's quantization -> the .m weight type it loads (q40 with q80 buffers, or f32 with f32).
+WEIGHT_TYPES = {"q4_0": "q40", "f32": "f32"}
+
+
+# --- what the loader and the slicer accept ----------------------------------------------------------------------------------------------
+
+def split_problems(dims: Mapping[str, Any], nodes: int) -> List[str]:
+    """Why ``nodes`` nodes cannot split a model of these dimensions (``heads``, ``kv_heads``, ``head_dim``, ``dim``,
+    ``hidden_dim``, ``vocab``, ``weight_type``; 0 or missing = unknown): the root slices every matrix by rows or
+    columns into ``nodes`` equal parts, q40/q80 blocks hold 32 values. Release v0.16.4 asserts (SIGABRT) otherwise."""
+    n = int(nodes)
+    out = []
+    if not is_power_of_two(n):
+        out.append("distributed-llama needs a power-of-two node count, not %d" % n)
+    kv_heads = int(dims.get("kv_heads") or 0)
+    if kv_heads and n > kv_heads:
+        out.append("distributed-llama cannot use more nodes (%d) than the model's %d KV heads" % (n, kv_heads))
+    kv_dim = int(dims.get("head_dim") or 0) * kv_heads
+    parts = (("attention heads", dims.get("heads")), ("KV heads", kv_heads), ("KV dimension", kv_dim),
+             ("vocabulary", dims.get("vocab")), ("feed-forward dimension", dims.get("hidden_dim")))
+    for what, value in parts:
+        if value and n and int(value) % n:
+            out.append("its %s (%d) is not divisible by %d nodes" % (what, int(value), n))
+    if dims.get("weight_type") == "q40" and n and not out:
+        slices = {"hidden dimension": int(dims.get("dim") or 0), "feed-forward slice": int(dims.get("hidden_dim") or 0) // n,
+                  "KV slice": kv_dim // n}
+        bad = ["%s %d" % kv for kv in slices.items() if kv[1] % 32]
+        if bad:
+            out.append("q40 blocks hold 32 values: %s on %d nodes are not multiples of 32" % (", ".join(bad), n))
+    return out
+
+
+def model_problems(header: Mapping[str, Any], nodes: int, plan_model: Optional[Mapping[str, Any]] = None,
+                   quant: Optional[str] = None) -> List[str]:
+    """What is wrong with a ``.m`` file (its header, ``dllama.read_model_header``) for ``nodes`` nodes and the plan's
+    model and quantization, in plain words; empty when it loads."""
+    wt = header["weight_type"]
+    out = split_problems({"heads": header["n_heads"], "kv_heads": header["n_kv_heads"],
+                          "head_dim": header["head_dim"], "dim": header["dim"], "hidden_dim": header["hidden_dim"],
+                          "vocab": header["vocab_size"], "weight_type": wt}, nodes)
+    if wt not in WEIGHT_TYPES.values():
+        out.append("its weights are %s; distributed-llama loads q40 (with q80 buffers) or f32" % wt)
+    elif quant is not None and WEIGHT_TYPES.get(quant, wt) != wt:
+        out.append("its weights are %s, the plan's quantization %s is %s" % (wt, quant, WEIGHT_TYPES[quant]))
+    if header.get("expected_size") is not None and header.get("file_size") != header["expected_size"]:
+        out.append("it holds %d bytes where its header describes %d (truncated, or not a whole model)"
+                   % (header["file_size"], header["expected_size"]))
+    for key, mine in (("layers", "n_layers"), ("heads", "n_heads"), ("kv_heads", "n_kv_heads"),
+                      ("hidden", "dim"), ("vocab", "vocab_size")):
+        if plan_model and plan_model.get(key) and int(plan_model[key]) != int(header[mine]):
+            out.append("its %s is %d, the plan's model %s has %d" % (key.replace("_", " "), int(header[mine]),
+                                                                      plan_model.get("id", ""), int(plan_model[key])))
+    return out

@@ -13,11 +13,11 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import reso
 from ansible_collections.llmlab.cluster.plugins.module_utils.dllama import (
     DllamaFormatError, expected_size, read_model_header, read_tokenizer_header, tensor_bytes)
 from tools import tiny_dllama, tiny_gguf
+from tools.simlab.inputs import _model_vars
 
-# What tools/tiny_dllama.py writes today (numpy's seeded generator, as tools/tiny_gguf.py): a change of the writer
-# changes these, and the lab inventory's pins with them.
-PINNED = {"q40": "6611261f17285351994528427fb95c0142f0780fb4a7daa889c59cb8da14d621",
-          "tokenizer": "ae6fecd31c79bec2483d08644e48650b74e3ac80ba37b1e8955a48ba0c9c8264"}
+# What tools/tiny_dllama.py writes (numpy's seeded generator, as tools/tiny_gguf.py) is what the lab inventory pins.
+_PINS = _model_vars()["llmlab_dllama_files_sha256"]
+PINNED = {"q40": _PINS["tiny-llama-test-q40.m"], "tokenizer": _PINS["tiny-llama-test.t"]}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def files(tmp_path_factory: Any) -> Dict[str, str]:
 
 
 def test_writer_reproduces_the_pinned_files(files: Dict[str, str]) -> None:
-    assert files["model_sha"] == PINNED["q40"] and files["tok_sha"] == PINNED["tokenizer"]
+    assert files["model_sha"] == PINNED["q40"] and files["tok_sha"] == PINNED["tokenizer"], \
+        "tools/tiny_dllama.py changed: update llmlab_dllama_files_sha256 in the sim inventory"
 
 
 def test_header_has_the_catalog_dimensions_and_the_exact_size(files: Dict[str, str]) -> None:

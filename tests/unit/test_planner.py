@@ -83,7 +83,7 @@ def test_rejected_candidates_say_why() -> None:
                for c in plan["candidates"] if c["rejected"]}
     assert reasons[("vllm_ray", 3, 1)] == "rejected: TP=3 does not divide the 64 attention heads"
     assert "cannot load fp8" in reasons[("llamacpp_rpc", 1, 3)]
-    assert "power-of-two" in " ".join(c["reasons"][-1] for c in plan["candidates"]
+    assert "power-of-two" in " ".join(" ".join(c["reasons"]) for c in plan["candidates"]
                                       if c["backend"] == "distributed_llama" and c["tensor_parallel"] == 3)
 
 
@@ -242,11 +242,13 @@ def test_the_api_is_served_by_the_head_on_its_management_address_unless_told() -
     plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
                          backend="llamacpp_rpc", pipeline_parallel=2)
     assert plan["api"] == {"host": "gb10-0", "address": "192.168.1.50", "port": 8080, "url": "http://192.168.1.50:8080",
-                           "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True}
+                           "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True,
+                           "endpoint": "completions"}
     plan = plan_parallel(ns, "direct", model="meta-llama/Llama-3.1-70B-Instruct", quant="q8_0",
                          backend="llamacpp_rpc", pipeline_parallel=2, api_address="10.0.0.9", api_port=9000)
     assert plan["api"] == {"host": "gb10-0", "address": "10.0.0.9", "port": 9000, "url": "http://10.0.0.9:9000",
-                           "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True}
+                           "served_model_name": "meta-llama/Llama-3.1-70B-Instruct", "key_required": True,
+                           "endpoint": "completions"}
 
 
 @pytest.mark.parametrize("case, idle", [

@@ -11,7 +11,7 @@ from tools import spec_table
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 # names that look like inputs but are not: facts and groups the collection sets, nftables table names, a prefix
-NOT_INPUTS = {"llmlab_plan", "llmlab_node", "llmlab_nodes", "llmlab_api", "llmlab_fabric", "llmlab_llamacpp_",
+NOT_INPUTS = {"llmlab_plan", "llmlab_node", "llmlab_nodes", "llmlab_api", "llmlab_fabric", "llmlab_llamacpp_", "llmlab_dllama_",
               "llmlab_vllm_"}
 
 

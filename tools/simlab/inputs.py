@@ -5,6 +5,8 @@ weights) and the Vault-encrypted secrets.
   (inventories/sim/group_vars/all/model.yml pins its SHA-256; the role checks it again).
 - ``.cache/models/tiny-llama-test-hf/``: written by tools/tiny_hf.py when any file is missing or not the pinned one
   (model.yml pins every file's SHA-256 in llmlab_vllm_model_sha256).
+- ``.cache/models/tiny-llama-test-dllama/``: the same weights as distributed-llama's ``.m`` (q40) and ``.t``, written
+  by tools/tiny_dllama.py when a file is missing or not the pinned one (``llmlab_dllama_files_sha256``).
 - ``.cache/simlab/vault-pass``: the lab's Vault password (random, made once; ansible.cfg points at it).
 - ``inventories/sim/group_vars/all/vault.yml``: ``vault_llmlab_api_key`` and ``vault_llmlab_ray_token``, random,
   encrypted with it, as a real inventory keeps its secrets. Both are git-ignored.
@@ -26,6 +28,7 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_
 MODEL_VARS = os.path.join(ROOT, "inventories", "sim", "group_vars", "all", "model.yml")
 MODEL = os.path.join(ROOT, ".cache", "models", "tiny-llama-test-f16.gguf")
 HF_MODEL = os.path.join(ROOT, ".cache", "models", "tiny-llama-test-hf")
+DLLAMA_MODEL = os.path.join(ROOT, ".cache", "models", "tiny-llama-test-dllama")
 SECRETS = ("vault_llmlab_api_key", "vault_llmlab_ray_token")
 VAULT_PASS = os.path.join(ROOT, ".cache", "simlab", "vault-pass")
 VAULT_FILE = os.path.join(ROOT, "inventories", "sim", "group_vars", "all", "vault.yml")
@@ -57,19 +60,34 @@ def ensure_model(log: Callable[[str], None]) -> str:
     return MODEL
 
 
-def ensure_hf_model(log: Callable[[str], None]) -> str:
-    want = {str(k): str(v) for k, v in _model_vars()["llmlab_vllm_model_sha256"].items()}
-    have = {f: sha256_file(os.path.join(HF_MODEL, f)) for f in want if os.path.exists(os.path.join(HF_MODEL, f))}
+def _ensure_dir(out_dir: str, pins: str, writer: Callable[[str], dict], what: str,
+                log: Callable[[str], None]) -> str:
+    """Write ``out_dir`` with ``writer`` unless every file the inventory pins (``pins``: a dict variable of file name
+    -> SHA-256 in model.yml) is there with its checksum."""
+    want = {str(k): str(v) for k, v in _model_vars()[pins].items()}
+    have = {f: sha256_file(os.path.join(out_dir, f)) for f in want if os.path.exists(os.path.join(out_dir, f))}
     if have == want:
-        return HF_MODEL
+        return out_dir
+    got = writer(out_dir)
+    if got != want:
+        raise RuntimeError("the writer made %s, the inventory pins %s: update %s in %s"
+                           % (got, want, pins, os.path.relpath(MODEL_VARS, ROOT)))
+    log("wrote the lab's model %s (%s)" % (os.path.relpath(out_dir, ROOT), what))
+    return out_dir
+
+
+def ensure_hf_model(log: Callable[[str], None]) -> str:
     from tools.tiny_hf import write  # needs safetensors + tokenizers (requirements-dev.txt)
 
-    got = write(HF_MODEL)
-    if got != want:
-        raise RuntimeError("tools/tiny_hf.py wrote %s, the inventory pins %s: update llmlab_vllm_model_sha256 in %s"
-                           % (got, want, os.path.relpath(MODEL_VARS, ROOT)))
-    log("wrote the lab's model %s (the GGUF's weights as a Hugging Face directory)" % os.path.relpath(HF_MODEL, ROOT))
-    return HF_MODEL
+    return _ensure_dir(HF_MODEL, "llmlab_vllm_model_sha256", write, "the GGUF's weights as a Hugging Face directory",
+                       log)
+
+
+def ensure_dllama_model(log: Callable[[str], None]) -> str:
+    from tools.tiny_dllama import write  # numpy only
+
+    return _ensure_dir(DLLAMA_MODEL, "llmlab_dllama_files_sha256", write,
+                       "the GGUF's weights as distributed-llama's .m (q40) and .t", log)
 
 
 def ensure_vault_pass() -> str:
@@ -114,4 +132,5 @@ def ensure_vault(log: Callable[[str], None]) -> str:
 def ensure(log: Callable[[str], None]) -> None:
     ensure_model(log)
     ensure_hf_model(log)
+    ensure_dllama_model(log)
     ensure_vault(log)

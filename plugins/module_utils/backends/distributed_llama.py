@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import (
     Backend, Shape, build_nodes, fabric_address, group_builds, host_option)
+from ansible_collections.llmlab.cluster.plugins.module_utils.dllama import (  # noqa: F401 - the backend's rules
+    WEIGHT_TYPES, model_problems, split_problems)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (
     Request, is_power_of_two, link_bytes_per_s)
@@ -39,7 +41,6 @@ BASE_CXXFLAGS = ("-std=c++11", "-Werror", "-Wformat", "-Werror=format-security",
 # the kind has: GB10 (Cortex-X925/A725), Ryzen AI Max+ 395 (Zen 5), the lab's x86-64 hosts.
 PORTABLE_MARCH = {"x86_64": "x86-64-v3", "aarch64": "armv8.2-a+dotprod+fp16"}
 BUILDS = ("cpu", "vulkan")
-WEIGHT_TYPES = {"q4_0": "q40", "f32": "f32"}   # the catalog's quantization -> the .m weight type it loads
 
 SYNCS_PER_LAYER = 2
 SYNC_FIXED_US = 125.0
@@ -147,7 +148,8 @@ class DistributedLlama(Backend):
         argv += [str(a) for a in options.get("api_args") or []]
         out[head] = {
             "dllama-api": {"argv": argv, "env": {}},
-            "dllama-proxy": {"argv": [options["proxy_binary"], "-c", options["proxy_conf"], "-g", "daemon off;"],
+            "dllama-proxy": {"argv": [options["proxy_binary"], "-e", "stderr", "-c", options["proxy_conf"],
+                                      "-g", "daemon off;"],
                              "env": {},
                              "upstream": "%s:%d" % (API_LOCAL_ADDRESS, API_LOCAL_PORT)},
         }
@@ -216,59 +218,11 @@ def cluster_builds(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, 
         if n["march"] == "native":
             inputs["host"] = n["name"]
         nodes.append(dict(n, version=str(n["version"]), inputs=inputs))
-    return group_builds(nodes, {"version": "llmlab_dllama_version", "source_id": "llmlab_dllama_archive"},
-                        "distributed-llama", "root and workers exchange raw structs with no version check, so mixed "
-                        "commits corrupt silently")
-
-
-# --- the model file ----------------------------------------------------------------------------------------------
-
-def split_problems(dims: Mapping[str, Any], nodes: int) -> List[str]:
-    """Why ``nodes`` nodes cannot split a model of these dimensions (``heads``, ``kv_heads``, ``head_dim``, ``dim``,
-    ``hidden_dim``, ``vocab``, ``weight_type``; 0 or missing = unknown): the root slices every matrix by rows or
-    columns into ``nodes`` equal parts, q40/q80 blocks hold 32 values. Release v0.16.4 asserts (SIGABRT) otherwise."""
-    n = int(nodes)
-    out = []
-    if not is_power_of_two(n):
-        out.append("distributed-llama needs a power-of-two node count, not %d" % n)
-    kv_heads = int(dims.get("kv_heads") or 0)
-    if kv_heads and n > kv_heads:
-        out.append("distributed-llama cannot use more nodes (%d) than the model's %d KV heads" % (n, kv_heads))
-    kv_dim = int(dims.get("head_dim") or 0) * kv_heads
-    parts = (("attention heads", dims.get("heads")), ("KV heads", kv_heads), ("KV dimension", kv_dim),
-             ("vocabulary", dims.get("vocab")), ("feed-forward dimension", dims.get("hidden_dim")))
-    for what, value in parts:
-        if value and n and int(value) % n:
-            out.append("its %s (%d) is not divisible by %d nodes" % (what, int(value), n))
-    if dims.get("weight_type") == "q40" and n and not out:
-        slices = {"hidden dimension": int(dims.get("dim") or 0), "feed-forward slice": int(dims.get("hidden_dim") or 0) // n,
-                  "KV slice": kv_dim // n}
-        bad = ["%s %d" % kv for kv in slices.items() if kv[1] % 32]
-        if bad:
-            out.append("q40 blocks hold 32 values: %s on %d nodes are not multiples of 32" % (", ".join(bad), n))
-    return out
-
-
-def model_problems(header: Mapping[str, Any], nodes: int, plan_model: Optional[Mapping[str, Any]] = None,
-                   quant: Optional[str] = None) -> List[str]:
-    """What is wrong with a ``.m`` file (its header, ``dllama.read_model_header``) for ``nodes`` nodes and the plan's
-    model and quantization, in plain words; empty when it loads."""
-    wt = header["weight_type"]
-    out = split_problems({"heads": header["n_heads"], "kv_heads": header["n_kv_heads"],
-                          "head_dim": header["head_dim"], "dim": header["dim"], "hidden_dim": header["hidden_dim"],
-                          "vocab": header["vocab_size"], "weight_type": wt}, nodes)
-    if wt not in WEIGHT_TYPES.values():
-        out.append("its weights are %s; distributed-llama loads q40 (with q80 buffers) or f32" % wt)
-    elif quant is not None and WEIGHT_TYPES.get(quant, wt) != wt:
-        out.append("its weights are %s, the plan's quantization %s is %s" % (wt, quant, WEIGHT_TYPES[quant]))
-    if header.get("expected_size") is not None and header.get("file_size") != header["expected_size"]:
-        out.append("it holds %d bytes where its header describes %d (truncated, or not a whole model)"
-                   % (header["file_size"], header["expected_size"]))
-    for key, mine in (("layers", "n_layers"), ("heads", "n_heads"), ("kv_heads", "n_kv_heads"),
-                      ("hidden", "dim"), ("vocab", "vocab_size")):
-        if plan_model and plan_model.get(key) and int(plan_model[key]) != int(header[mine]):
-            out.append("its %s is %d, the plan's model %s has %d" % (key.replace("_", " "), int(header[mine]),
-                                                                      plan_model.get("id", ""), int(plan_model[key])))
+    out = group_builds(nodes, {"version": "llmlab_dllama_version"}, "distributed-llama",
+                       "root and workers exchange raw structs with no version check, so mixed commits corrupt silently")
+    for b in out["builds"].values():
+        i = b["inputs"]
+        b["make_args"] = ["CXXFLAGS=" + " ".join(i["cxxflags"])] + ["%s=%s" % kv for kv in sorted(i["variables"].items())]
     return out
 
 
