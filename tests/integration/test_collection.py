@@ -178,7 +178,8 @@ def test_plan_playbook_on_the_lab_inventory(tmp_path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert "unreachable=0" in res.stdout and "failed=0" in res.stdout
     for words in ("fabric: ring, routing static, pool 10.213.0.0/24", "model Qwen/Qwen3-235B-A22B in q4_k_m",
-                  "why: chosen: llamacpp_rpc TP=1 PP=2", "rejected, no role"):
+                  "why: chosen: llamacpp_rpc TP=1 PP=2",
+                  "rejected: distributed_llama cannot load q4_k_m weights"):
         assert words in res.stdout
     with open(tmp_path / "plan.json", encoding="utf-8") as fh:
         data = json.load(fh)
@@ -212,18 +213,18 @@ def test_auto_on_the_lab_inventory_plans_a_backend_that_a_role_deploys(installed
     assert backend in plan["deployable_backends"] and plan["backends"][backend]["deployable"]
     assert plan["services"][plan["head"]] and all(plan["services"][w] for w in plan["workers"])
     assert plan["candidates"][0]["backend"] == backend and plan["candidates"][0]["deployable"]
-    undeployable = [c for c in plan["candidates"] if not c["deployable"]]
-    assert undeployable and all(not os.path.isfile(os.path.join(os.path.dirname(role), c["backend"], "tasks",
-                                                                "main.yml")) for c in undeployable)
+    # deployable means: the installed collection has that backend's role
+    assert all(c["deployable"] == os.path.isfile(os.path.join(os.path.dirname(role), c["backend"], "tasks", "main.yml"))
+               for c in plan["candidates"])
     listed = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/backend.yml", "--list-tasks"])
     assert listed.returncode == 0 and "Deploy the plan's backend" in listed.stdout
 
 
-def test_pinning_a_backend_without_a_role_fails_in_the_plan(tmp_path) -> None:
-    res = _plan(tmp_path, "-e", "llmlab_backend=distributed_llama")
+def test_a_node_count_distributed_llama_cannot_split_fails_in_the_plan(tmp_path) -> None:
+    res = _plan(tmp_path, "-e", "llmlab_backend=distributed_llama", "-e", "llmlab_tensor_parallel=3")
     assert res.returncode != 0
-    assert "backend distributed_llama is planned by this collection but not deployable" in res.stdout
-    assert "variable llmlab_backend" in res.stdout and "Fix: use one of vllm_ray, llamacpp_rpc, auto or none" in res.stdout
+    assert "distributed-llama needs a power-of-two node count, not 3" in res.stdout, res.stdout[-2000:]
+    assert "Fix:" in res.stdout
     assert not os.path.exists(tmp_path / "plan.json")
 
 

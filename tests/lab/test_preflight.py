@@ -62,9 +62,9 @@ def test_preflight_passes_and_publishes_the_plan(ring3) -> None:
 
 
 @pytest.mark.parametrize("extra,words", [
-    # a backend the planner knows but no role deploys yet (issue #11): refused before any change
-    (["-e", "llmlab_backend=distributed_llama"],
-     "backend distributed_llama is planned by this collection but not deployable"),
+    # distributed-llama on the ring's 3 nodes: not a power of two (v0.16.4 aborts on it), refused before any change
+    (["-e", "llmlab_backend=distributed_llama", "-e", "llmlab_tensor_parallel=3"],
+     "distributed-llama needs a power-of-two node count, not 3"),
     (["-e", '{"llmlab_cables": "node1:enp1s0f1np1"}'], "[host node1, variable llmlab_cables]"),
     (["-e", "llmlab_model=meta-llama/Llama-3.1-405B-Instruct"], "no plan fits meta-llama/Llama-3.1-405B-Instruct"),
     (["-e", '{"llmlab_profile_overrides": {"memory_gb": 128, "usable_memory_gb": 110}}'],
