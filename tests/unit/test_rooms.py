@@ -12,7 +12,7 @@ from ansible_collections.llmlab.cluster.plugins.module_utils import backends
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SKIP_DIRS = {".git", ".venv", ".collections", ".cache", "build", ".pytest_cache", ".mypy_cache", ".hypothesis",
              "__pycache__", "artifacts"}
-NOT_CODE = ("tests/", "molecule/", "docs/", "changelogs/", "inventories/", "README.md",
+NOT_CODE = ("tests/", "molecule/", "docs/", "changelogs/", "inventories/", "README.md", "DEVELOPERS.md",
             "plugins/module_utils/backends/__init__.py",      # the catalog of names
             "plugins/module_utils/calibration.py")            # published measurements name what ran them
 
