@@ -256,3 +256,16 @@ def build_nodes(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any
         out.append(node)
     return out
 
+
+def node_threads(hostvars: Mapping[str, Mapping[str, Any]], host: str, prefix: str, options: Mapping[str, Any]) -> int:
+    """A service's CPU threads on ``host``: the host's or the role's ``<prefix>threads`` when above 0, else the
+    node's CPU count from its facts (preflight)."""
+    threads = int(host_option(hostvars, host, prefix, "threads", options) or 0)
+    if threads > 0:
+        return threads
+    cpus = ((hostvars.get(host) or {}).get("llmlab_node") or {}).get("cpus")
+    if not cpus:
+        raise PlanError("no CPU count for %s: its facts (llmlab.cluster.node_facts) are missing" % host, host=host,
+                        variable=prefix + "threads", fix="run preflight first, or set %sthreads" % prefix)
+    return int(cpus)
+

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import (
-    Backend, Shape, build_nodes, fabric_address, group_builds, host_option)
+    Backend, Shape, build_nodes, fabric_address, group_builds, node_threads)
 from ansible_collections.llmlab.cluster.plugins.module_utils.dllama import (  # noqa: F401 - the backend's rules
     WEIGHT_TYPES, model_problems, split_problems)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
@@ -163,14 +163,7 @@ def workers_argument(workers: Sequence[str], fabric: Mapping[str, Any], port: in
 
 
 def _threads(hostvars: Mapping[str, Mapping[str, Any]], host: str, options: Mapping[str, Any]) -> int:
-    threads = int(host_option(hostvars, host, OPTION_PREFIX, "threads", options) or 0)
-    if threads > 0:
-        return threads
-    cpus = ((hostvars.get(host) or {}).get("llmlab_node") or {}).get("cpus")
-    if not cpus:
-        raise PlanError("no CPU count for %s: its facts (llmlab.cluster.node_facts) are missing" % host, host=host,
-                        variable="llmlab_dllama_threads", fix="run preflight first, or set llmlab_dllama_threads")
-    return int(cpus)
+    return node_threads(hostvars, host, OPTION_PREFIX, options)
 
 
 # --- builds ----------------------------------------------------------------------------------------------------
