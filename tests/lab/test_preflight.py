@@ -62,8 +62,9 @@ def test_preflight_passes_and_publishes_the_plan(ring3) -> None:
 
 
 @pytest.mark.parametrize("extra,words", [
-    # distributed-llama on the ring's 3 nodes: not a power of two (v0.16.4 aborts on it), refused before any change
-    (["-e", "llmlab_backend=distributed_llama", "-e", "llmlab_tensor_parallel=3"],
+    # distributed-llama on the ring's 3 nodes: not a power of two (v0.16.4 aborts on it), refused before any change;
+    # the sim inventory pins llmlab_pipeline_parallel to the node count, distributed-llama has no pipeline stages
+    (["-e", "llmlab_backend=distributed_llama", "-e", "llmlab_tensor_parallel=3", "-e", "llmlab_pipeline_parallel=1"],
      "distributed-llama needs a power-of-two node count, not 3"),
     (["-e", '{"llmlab_cables": "node1:enp1s0f1np1"}'], "[host node1, variable llmlab_cables]"),
     (["-e", "llmlab_model=meta-llama/Llama-3.1-405B-Instruct"], "no plan fits meta-llama/Llama-3.1-405B-Instruct"),
