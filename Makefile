@@ -15,7 +15,7 @@ SHAPE     ?=
 SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm bench-vllm build calibration-table variables-table clean \
+.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm bench-vllm bench-dllama build calibration-table variables-table clean \
 	lab-host sim-image sim-inputs sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
@@ -67,6 +67,10 @@ molecule-vllm: venv lab-host  ## only vLLM's Molecule scenarios (TP=2 on 2 direc
 
 bench-vllm: venv lab-host  ## vLLM TP=2, PP=3 and 1 node against llama.cpp RPC on the same lab nodes: the ratio table (~40 min) [REQUESTS=16]
 	$(PY) -m tools.bench_compare --requests $(or $(REQUESTS),16)
+
+bench-dllama: venv lab-host  ## distributed-llama on 1, 2 and 4 nodes of a 5GbE switch: the ratio table; needs LLMLAB_DLLAMA_ARCHIVE [REQUESTS=8]
+	@test -n "$$LLMLAB_DLLAMA_ARCHIVE" || { echo "bench-dllama: set LLMLAB_DLLAMA_ARCHIVE to the distributed-llama release archive (DEVELOPERS.md)"; exit 2; }
+	$(PY) -m tools.bench_compare --cases inventories/bench-dllama.yml --requests $(or $(REQUESTS),8)
 
 lab-host:  ## install docker.io/debootstrap when missing and start dockerd (root)
 	tools/lab-host.sh

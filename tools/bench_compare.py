@@ -1,12 +1,15 @@
-"""vLLM against itself and against llama.cpp RPC on the same lab nodes and weights, as ratios (make bench-vllm).
+"""Backends and shapes against each other on the same lab nodes and weights, as ratios (make bench-vllm, bench-dllama).
 
-    python -m tools.bench_compare [--requests 16] [--only CASE ...] [--report-dir DIR]
+    python -m tools.bench_compare [--cases FILE] [--requests 16] [--only CASE ...] [--report-dir DIR]
 
-For each case: the lab it needs is booted (tools.simlab up, only when the topology changes), then site.yml runs on it
-through ansible-runner with the case's backend and TP/PP pinned, which deploys, verifies and benchmarks (the
-benchmark role writes <case>.json). The previous case's backend is removed by the same run (a backend switch). At the
-end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against vLLM on one node, is printed
-and written to <report-dir>/compare.md. The lab is left up with the last case running.
+The cases come from a YAML file (default inventories/bench-compare.yml: vLLM against itself and llama.cpp RPC;
+inventories/bench-dllama.yml: distributed-llama on 1, 2 and 4 nodes of a 5GbE switch).
+
+For each case: the lab it needs is booted (tools.simlab up, only when the topology, node count or link shape changes),
+then site.yml runs on it through ansible-runner with the case's backend and TP/PP pinned, which deploys, verifies and
+benchmarks (the benchmark role writes <case>.json). The previous case's backend is removed by the same run (a backend switch). At the
+end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against the file's baseline case, is
+printed and written to <report-dir>/compare.md. The lab is left up with the last case running.
 """
 from __future__ import annotations
 
@@ -39,6 +42,12 @@ def load_cases(path: str = CASES_FILE) -> Tuple[str, Dict[str, Dict[str, Any]]]:
     if doc["baseline"] not in cases:
         raise SystemExit("bench-compare: %s: baseline %r is not a case" % (path, doc["baseline"]))
     return doc["baseline"], cases
+
+
+def lab_of(case: Dict[str, Any]) -> Tuple[str, ...]:
+    """The simlab up arguments a case needs: topology, node count and, when the case names one, the link shape."""
+    args = ("--topology", case["topology"], "--nodes", str(case["nodes"]))
+    return args + ("--shape", case["shape"]) if case.get("shape") else args
 
 
 def _simlab(*args: str) -> None:
@@ -86,11 +95,18 @@ def run_case(case: Dict[str, Any], requests: int, report_dir: str) -> Tuple[floa
 
 
 def main(argv: List[str]) -> int:
-    baseline, cases = load_cases()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--cases", default=CASES_FILE)
+    cases_file = os.path.abspath(pre.parse_known_args(argv)[0].cases)
+    baseline, cases = load_cases(cases_file)
+    with open(cases_file, encoding="utf-8") as fh:
+        doc_setup = yaml.safe_load(fh).get("setup", "")
     p = argparse.ArgumentParser(prog="bench_compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default=CASES_FILE, help="the cases file (default %(default)s)")
     p.add_argument("--requests", type=int, default=16, help="requests per case, one at a time (default 16)")
     p.add_argument("--only", nargs="*", choices=sorted(cases), help="run only these cases (the table has them all)")
-    p.add_argument("--report-dir", default=os.path.join(INVENTORY, "artifacts", "bench-compare"))
+    p.add_argument("--report-dir", help="where the reports go (default inventories/sim/artifacts/<cases file's name>)",
+                   default=os.path.join(INVENTORY, "artifacts", os.path.splitext(os.path.basename(cases_file))[0]))
     args = p.parse_args(argv)
     report_dir = os.path.abspath(args.report_dir)
     os.makedirs(report_dir, exist_ok=True)
@@ -100,10 +116,10 @@ def main(argv: List[str]) -> int:
     firsts: Dict[str, Optional[float]] = {}
     for name in args.only or list(cases):
         case = cases[name]
-        if booted != (case["topology"], case["nodes"]):
+        if booted != lab_of(case):
             _simlab("down")
-            _simlab("up", "--topology", case["topology"], "--nodes", str(case["nodes"]))
-            booted = (case["topology"], case["nodes"])
+            _simlab("up", *lab_of(case))
+            booted = lab_of(case)
         print("bench-compare: %s (%s) ..." % (name, case["label"]), flush=True)
         took, first = run_case(case, args.requests, report_dir)
         firsts[name] = first
@@ -129,8 +145,9 @@ def main(argv: List[str]) -> int:
     table = compare(reports, base if base in labels else labels[0])
     setup = ("Setup: the simulated lab on this machine (%d cores, every node a container sharing them), the catalog's "
              "llmlab/tiny-llama-test (same weights in every case), %d requests one at a time, 64 random words in, "
-             "64 tokens out, streamed.%s" % (os.cpu_count() or 0, args.requests,
-                                              " Not measured yet: %s." % ", ".join(missing) if missing else ""))
+             "64 tokens out, streamed.%s%s" % (os.cpu_count() or 0, args.requests,
+                                                " " + doc_setup if doc_setup else "",
+                                                " Not measured yet: %s." % ", ".join(missing) if missing else ""))
     with open(os.path.join(report_dir, "compare.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n" + setup + "\n")
     print("\n" + table + "\n" + setup)

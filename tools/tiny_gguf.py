@@ -76,7 +76,27 @@ def weights(model_id: str = "llmlab/tiny-llama-test", seed: int = 0) -> Iterator
         yield b + "ffn_up.weight", w(ff, m.hidden)
         yield b + "ffn_down.weight", w(m.hidden, ff)
     yield "output_norm.weight", ones
-    yield "output.weight", w(v, m.hidden)
+    yield "output.weight", output_rows(w(v, m.hidden))
+
+
+# How much the word pieces' output rows are scaled (their logits' spread: 0.02 * 10 * sqrt(hidden) = 5.5 for 768 wide).
+PIECE_LOGIT_SCALE = 10.0
+
+
+def output_rows(out: np.ndarray) -> np.ndarray:
+    """The output (lm_head) rows shaped like a trained model's in the one way the lab needs: it answers in word pieces.
+
+    Random rows give every token about the same logit, so a random model emits raw byte tokens (<0x80>..<0xFF>, most
+    of them no UTF-8 on their own) and </s> all the time. Trained models finish their characters and rarely stop
+    mid-sequence; distributed-llama v0.16.4 aborts on both (an end-of-sequence right after an unfinished UTF-8
+    sequence reaches its JSON writer as invalid UTF-8; a long run of them overflows its decoder's buffer: DEVELOPERS.md).
+    So the control and byte tokens' rows are zero (logit 0) and the word pieces' are scaled up: greedy or sampled at
+    0.8, the model answers in pieces and runs to max_tokens, like ignore_eos, which distributed-llama ignores. Only
+    the values change, not the draw: every other tensor is the same."""
+    rows = out.astype(np.float32)
+    rows[:259] = 0.0                                   # <unk> <s> </s> and the 256 byte tokens (vocab's order)
+    rows[259:] *= PIECE_LOGIT_SCALE
+    return rows.astype(out.dtype)
 
 
 def write(path: str, model_id: str = "llmlab/tiny-llama-test", seed: int = 0) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 NVIDIA_QUERY = "name,memory.total,driver_version,compute_cap"
 _APU_GFX = re.compile(r"^gfx115\d$")  # Strix Halo (gfx1151) and its Strix Point siblings share system memory
@@ -91,6 +91,19 @@ def _read(path: str) -> Optional[str]:
             return fh.read().strip()
     except OSError:  # absent, or EINVAL (speed of a link that is down)
         return None
+
+
+def physical_cores(cpus: Iterable[int], sys_root: str = "/sys") -> Optional[int]:
+    """How many physical cores the given CPUs (an affinity mask) sit on: SMT siblings share a (package, core) pair in
+    sysfs. None when sysfs does not say (the caller then counts CPUs)."""
+    cores = set()
+    for cpu in cpus:
+        topo = os.path.join(sys_root, "devices", "system", "cpu", "cpu%d" % cpu, "topology")
+        package, core = _read(os.path.join(topo, "physical_package_id")), _read(os.path.join(topo, "core_id"))
+        if package is None or core is None:
+            return None
+        cores.add((package, core))
+    return len(cores) or None
 
 
 def sysfs_nics(sys_root: str = "/sys") -> List[Dict[str, Any]]:

@@ -57,6 +57,11 @@ llmlab_node:
     cpus:
       description: CPUs this node may run on (its affinity mask, so a container's cpuset counts).
       type: int
+    cores:
+      description:
+        - Physical cores under those CPUs (SMT siblings count once; from sysfs topology), or the CPU count when sysfs
+          does not say.
+      type: int
     builds:
       description:
         - The builds installed under O(builds_root), by directory (C(id), C(version), C(flags), ... as the role
@@ -95,7 +100,7 @@ import platform
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.hwfacts import (
-    NVIDIA_QUERY, parse_meminfo, parse_nvidia_smi, parse_os_release, parse_rocminfo, sysfs_nics)
+    NVIDIA_QUERY, parse_meminfo, parse_nvidia_smi, parse_os_release, parse_rocminfo, physical_cores, sysfs_nics)
 
 
 def _text(path: str) -> str:
@@ -124,6 +129,7 @@ def main() -> None:
                            supports_check_mode=True)
     facts = {"arch": platform.machine(), "kernel": platform.release(), "cpus": len(os.sched_getaffinity(0)),
              "os": parse_os_release(_text("/etc/os-release"))}
+    facts["cores"] = physical_cores(os.sched_getaffinity(0), module.params["sys_root"]) or facts["cpus"]
     facts["builds"] = installed_builds(module.params["builds_root"])
     facts.update(parse_meminfo(_text("/proc/meminfo")))
     gpus = []

@@ -11,6 +11,7 @@ from typing import Dict, List
 
 import pytest
 
+from ansible_collections.llmlab.cluster.plugins.module_utils import hwfacts
 from tools.simlab.lab import Lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -112,6 +113,9 @@ def test_node_facts_reports_the_cabled_ports(ring4) -> None:
         assert sorted(set(nics) & set(cabled)) == cabled
         assert all(nics[p]["carrier"] and nics[p]["virtual"] and nics[p]["rdma_device"] is None for p in cabled)
         assert f["memory_gb"] > 1 and f["os"]["family"] == "debian" and f["gpus"] == [] and f["unified_memory"]
+        # the nodes run on the host's CPUs (no cpuset): their physical cores are the host's, as sysfs tells them
+        assert 1 <= f["cores"] <= f["cpus"]
+        assert f["cores"] == (hwfacts.physical_cores(os.sched_getaffinity(0)) or f["cpus"])
 
 
 def test_second_up_is_a_no_op_and_a_different_lab_is_refused(ring4) -> None:

@@ -67,6 +67,21 @@ def test_where_each_service_listens() -> None:
     assert s["node2"]["dllama-worker"]["connected_from"] == [addr["node1"], addr["node3"], addr["node4"]]
 
 
+@pytest.mark.parametrize("facts, pinned, expected", [
+    ({"cpus": 32, "cores": 16}, None, "16"),     # Strix Halo: SMT siblings would spin-wait against each other
+    ({"cpus": 20, "cores": 20}, None, "20"),     # GB10: no SMT
+    ({"cpus": 8}, None, "8"),                    # facts from before cores were read: the CPUs
+    ({"cpus": 32, "cores": 16}, 1, "1"),         # pinned (the lab: its nodes share the host's cores)
+])
+def test_threads_default_to_the_physical_cores(facts: Dict[str, Any], pinned: Any, expected: str) -> None:
+    c = lab(2, "direct")
+    c["hostvars"]["node2"]["llmlab_node"] = dict(c["hostvars"]["node2"]["llmlab_node"], **facts)
+    if pinned is not None:
+        c["hostvars"]["node2"]["llmlab_dllama_threads"] = pinned
+    w = deploy(c)["services"]["node2"]["dllama-worker"]["argv"]
+    assert w[w.index("--nthreads") + 1] == expected
+
+
 def test_native_march_builds_on_every_node_and_vulkan_runs_one_thread_on_gpu0() -> None:
     out = deploy(lab(), march="native")
     assert sorted(b["builder"] for b in out["builds"].values()) == ["node1", "node2", "node3", "node4"]

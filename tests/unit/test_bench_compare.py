@@ -7,12 +7,24 @@ import os
 from tools import bench_compare as bc
 
 
-def test_cases_file_has_its_baseline_and_every_case_complete() -> None:
-    baseline, cases = bc.load_cases()
-    assert baseline in cases and len(cases) >= 4
+import pytest
+
+from tools.simlab.spec import validate
+
+
+@pytest.mark.parametrize("path", [bc.CASES_FILE, os.path.join(bc.ROOT, "inventories", "bench-dllama.yml")])
+def test_cases_file_has_its_baseline_and_every_case_complete(path: str) -> None:
+    baseline, cases = bc.load_cases(path)
+    assert baseline in cases and len(cases) >= 3
     for c in cases.values():
         assert set(c) >= {"name", "label", "topology", "nodes", "vars"} and "llmlab_backend" in c["vars"]
+        validate(c["topology"], c["nodes"], c.get("shape"))      # a lab simlab can boot
     assert len({c["label"] for c in cases.values()}) == len(cases)   # compare() keys the table by label
+
+
+def test_a_case_boots_its_shape_only_when_it_names_one() -> None:
+    assert bc.lab_of({"topology": "ring", "nodes": 3}) == ("--topology", "ring", "--nodes", "3")
+    assert bc.lab_of({"topology": "switch", "nodes": 4, "shape": "eth_5g"})[-2:] == ("--shape", "eth_5g")
 
 
 def test_first_completion_counts_from_the_run_start_to_the_first_request_end(tmp_path: object) -> None:

@@ -96,3 +96,21 @@ def test_sysfs_nics_with_roce(tmp_path) -> None:
     assert nics["enP7s7"]["rdma_device"] is None
     assert nics["veth0"]["virtual"] is True and nics["veth0"]["driver"] is None
 
+
+
+def _cpu(root, n: int, package: str, core: str) -> None:
+    topo = root / "devices" / "system" / "cpu" / ("cpu%d" % n) / "topology"
+    topo.mkdir(parents=True)
+    (topo / "physical_package_id").write_text(package + "\n")
+    (topo / "core_id").write_text(core + "\n")
+
+
+def test_physical_cores_count_smt_siblings_once(tmp_path) -> None:
+    for n in range(8):                      # 4 cores with 2 threads each (Strix Halo's layout, smaller)
+        _cpu(tmp_path, n, "0", str(n % 4))
+    assert hwfacts.physical_cores(range(8), str(tmp_path)) == 4
+    assert hwfacts.physical_cores([0, 4], str(tmp_path)) == 1      # a cpuset of two siblings
+    assert hwfacts.physical_cores([0, 1], str(tmp_path)) == 2
+    _cpu(tmp_path, 8, "1", "0")             # core 0 of a second package is another core
+    assert hwfacts.physical_cores([0, 8], str(tmp_path)) == 2
+    assert hwfacts.physical_cores([0, 9], str(tmp_path)) is None   # sysfs does not say: the caller counts CPUs

@@ -4,11 +4,12 @@ from __future__ import annotations
 import os
 
 import gguf
+import numpy as np
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import resolve_model
 from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import read_header
 from tools.simlab.inputs import pinned_sha256
-from tools.tiny_gguf import vocab, write
+from tools.tiny_gguf import vocab, weights, write
 
 
 def test_writer_reproduces_the_pinned_file(tmp_path: object) -> None:
@@ -32,3 +33,28 @@ def test_every_piece_is_reachable_by_merging_two_tokens() -> None:
     assert unreachable == []
     merges = [p for p in text if len(p) > 1]
     assert " the" in merges and len(merges) >= 30
+
+
+def test_the_model_answers_in_word_pieces_and_the_rest_of_the_draw_is_unchanged() -> None:
+    """distributed-llama v0.16.4 aborts on a reply that ends inside a UTF-8 sequence or runs long on undecodable bytes
+    (DEVELOPERS.md): the lab's random model gives the control and byte tokens logit 0 and the word pieces a wide spread,
+    so for any final hidden state (RMS-normalised, as the output norm leaves it) the best token is a piece and the
+    others are rarely sampled at distributed-llama's default temperature (0.8)."""
+    m = resolve_model("llmlab/tiny-llama-test")
+    tokens, _, types = vocab(m.vocab)
+    w = dict(weights())
+    out = w["output.weight"].astype(np.float32)
+    assert all(k != gguf.TokenType.NORMAL for k in types[:259]) and all(k == gguf.TokenType.NORMAL for k in types[259:])
+    assert not out[:259].any() and out[259:].std() > 0.15
+    rng = np.random.default_rng(1)
+    h = rng.standard_normal((500, m.hidden))
+    h /= np.sqrt((h ** 2).mean(axis=1, keepdims=True))            # RMSNorm with unit weights
+    logits = h @ out.T
+    assert (logits.argmax(axis=1) >= 259).all()
+    p = np.exp((logits - logits.max(axis=1, keepdims=True)) / 0.8)
+    p /= p.sum(axis=1, keepdims=True)
+    rest = p[:, :259].sum(axis=1)                                     # a control or byte token's chance per step
+    assert rest.mean() < 1e-3 and rest.max() < 1e-2
+    # only the output rows changed: the tensor drawn before it is the generator's plain draw
+    plain = np.random.default_rng(0).standard_normal((m.vocab, m.hidden), dtype=np.float32) * 0.02
+    assert np.array_equal(w["token_embd.weight"], plain.astype(np.float16))

@@ -257,15 +257,18 @@ def build_nodes(plan: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any
     return out
 
 
-def node_threads(hostvars: Mapping[str, Mapping[str, Any]], host: str, prefix: str, options: Mapping[str, Any]) -> int:
-    """A service's CPU threads on ``host``: the host's or the role's ``<prefix>threads`` when above 0, else the
-    node's CPU count from its facts (preflight)."""
+def node_threads(hostvars: Mapping[str, Mapping[str, Any]], host: str, prefix: str, options: Mapping[str, Any],
+                 per: str = "cpus") -> int:
+    """A service's CPU threads on ``host``: the host's or the role's ``<prefix>threads`` when above 0, else one per
+    CPU of the node (``per="cpus"``) or per physical core (``per="cores"``; facts without cores count CPUs), from its
+    facts (preflight)."""
     threads = int(host_option(hostvars, host, prefix, "threads", options) or 0)
     if threads > 0:
         return threads
-    cpus = ((hostvars.get(host) or {}).get("llmlab_node") or {}).get("cpus")
-    if not cpus:
+    facts = (hostvars.get(host) or {}).get("llmlab_node") or {}
+    count = facts.get(per) or facts.get("cpus")
+    if not count:
         raise PlanError("no CPU count for %s: its facts (llmlab.cluster.node_facts) are missing" % host, host=host,
                         variable=prefix + "threads", fix="run preflight first, or set %sthreads" % prefix)
-    return int(cpus)
+    return int(count)
 

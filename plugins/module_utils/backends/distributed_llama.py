@@ -163,7 +163,9 @@ def workers_argument(workers: Sequence[str], fabric: Mapping[str, Any], port: in
 
 
 def _threads(hostvars: Mapping[str, Mapping[str, Any]], host: str, options: Mapping[str, Any]) -> int:
-    return node_threads(hostvars, host, OPTION_PREFIX, options)
+    """One thread per physical core (upstream: no more threads than cores): its threads spin-wait for each other at
+    every step, so an SMT sibling or a core another node shares slows every token."""
+    return node_threads(hostvars, host, OPTION_PREFIX, options, per="cores")
 
 
 # --- builds ----------------------------------------------------------------------------------------------------
