@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 import os
 
-from tools import bench_compare as bc
-
-
 import pytest
 
+from tools import bench_compare as bc
 from tools.simlab.spec import validate
 
 
