@@ -7,8 +7,8 @@ inventories/bench-dllama.yml: distributed-llama on 1, 2 and 4 nodes of a 5GbE sw
 
 For each case: the lab it needs is booted (tools.simlab up, only when the topology, node count or link shape changes),
 then site.yml runs on it through ansible-runner with the case's backend and TP/PP pinned, which deploys, verifies and
-benchmarks (the benchmark role writes <case>.json). The previous case's backend is removed by the same run (a backend switch). At the
-end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against the file's baseline case, is
+benchmarks (the benchmark role writes <case>.json). The previous case's backend is removed by the same run (a
+backend switch). At the end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against the file's baseline case, is
 printed and written to <report-dir>/compare.md. The lab is left up with the last case running.
 """
 from __future__ import annotations
@@ -34,14 +34,14 @@ BENCHMARK_TASK = "Benchmark | Streaming load from the controller"   # roles/benc
 CASES_FILE = os.path.join(ROOT, "inventories", "bench-compare.yml")   # not in inventories/sim: not an inventory source
 
 
-def load_cases(path: str = CASES_FILE) -> Tuple[str, Dict[str, Dict[str, Any]]]:
-    """The baseline case's name and the cases by name, in their order."""
+def load_cases(path: str = CASES_FILE) -> Tuple[str, Dict[str, Dict[str, Any]], str]:
+    """The baseline case's name, the cases by name in their order, and the file's own setup sentence (or "")."""
     with open(path, encoding="utf-8") as fh:
         doc = yaml.safe_load(fh)
     cases = {c["name"]: c for c in doc["cases"]}
     if doc["baseline"] not in cases:
         raise SystemExit("bench-compare: %s: baseline %r is not a case" % (path, doc["baseline"]))
-    return doc["baseline"], cases
+    return doc["baseline"], cases, doc.get("setup", "")
 
 
 def lab_of(case: Dict[str, Any]) -> Tuple[str, ...]:
@@ -98,9 +98,7 @@ def main(argv: List[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--cases", default=CASES_FILE)
     cases_file = os.path.abspath(pre.parse_known_args(argv)[0].cases)
-    baseline, cases = load_cases(cases_file)
-    with open(cases_file, encoding="utf-8") as fh:
-        doc_setup = yaml.safe_load(fh).get("setup", "")
+    baseline, cases, doc_setup = load_cases(cases_file)
     p = argparse.ArgumentParser(prog="bench_compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=CASES_FILE, help="the cases file (default %(default)s)")
     p.add_argument("--requests", type=int, default=16, help="requests per case, one at a time (default 16)")

@@ -21,6 +21,7 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import sha256_
 
 CONTEXT = 4096
 RMS_EPS = 1e-5
+FIRST_PIECE = 3 + 256   # the vocabulary's order: <unk> <s> </s>, the 256 byte tokens, then the word pieces
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
@@ -46,7 +47,7 @@ def vocab(size: int) -> Tuple[List[bytes], List[float], List[int]]:
         types.append(T.NORMAL)
     if len(tokens) != size:
         raise SystemExit("the vocabulary needs %d tokens, the writer has %d" % (size, len(tokens)))
-    scores = [0.0] * 3 + [-1000.0] * 256 + [-float(i) for i in range(size - 259)]
+    scores = [0.0] * 3 + [-1000.0] * 256 + [-float(i) for i in range(size - FIRST_PIECE)]
     return tokens, scores, [int(t) for t in types]
 
 
@@ -94,8 +95,8 @@ def output_rows(out: np.ndarray) -> np.ndarray:
     0.8, the model answers in pieces and runs to max_tokens, like ignore_eos, which distributed-llama ignores. Only
     the values change, not the draw: every other tensor is the same."""
     rows = out.astype(np.float32)
-    rows[:259] = 0.0                                   # <unk> <s> </s> and the 256 byte tokens (vocab's order)
-    rows[259:] *= PIECE_LOGIT_SCALE
+    rows[:FIRST_PIECE] = 0.0                           # <unk> <s> </s> and the 256 byte tokens
+    rows[FIRST_PIECE:] *= PIECE_LOGIT_SCALE
     return rows.astype(out.dtype)
 
 

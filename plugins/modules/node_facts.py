@@ -127,9 +127,10 @@ def main() -> None:
     module = AnsibleModule(argument_spec=dict(sys_root=dict(type="path", default="/sys"),
                                               builds_root=dict(type="path", default="/opt/llmlab")),
                            supports_check_mode=True)
-    facts = {"arch": platform.machine(), "kernel": platform.release(), "cpus": len(os.sched_getaffinity(0)),
+    cpus = os.sched_getaffinity(0)
+    facts = {"arch": platform.machine(), "kernel": platform.release(), "cpus": len(cpus),
+             "cores": physical_cores(cpus, module.params["sys_root"]) or len(cpus),
              "os": parse_os_release(_text("/etc/os-release"))}
-    facts["cores"] = physical_cores(os.sched_getaffinity(0), module.params["sys_root"]) or facts["cpus"]
     facts["builds"] = installed_builds(module.params["builds_root"])
     facts.update(parse_meminfo(_text("/proc/meminfo")))
     gpus = []

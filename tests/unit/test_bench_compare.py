@@ -12,7 +12,7 @@ from tools.simlab.spec import validate
 
 @pytest.mark.parametrize("path", [bc.CASES_FILE, os.path.join(bc.ROOT, "inventories", "bench-dllama.yml")])
 def test_cases_file_has_its_baseline_and_every_case_complete(path: str) -> None:
-    baseline, cases = bc.load_cases(path)
+    baseline, cases, _setup = bc.load_cases(path)
     assert baseline in cases and len(cases) >= 3
     for c in cases.values():
         assert set(c) >= {"name", "label", "topology", "nodes", "vars"} and "llmlab_backend" in c["vars"]

@@ -97,7 +97,6 @@ def test_sysfs_nics_with_roce(tmp_path) -> None:
     assert nics["veth0"]["virtual"] is True and nics["veth0"]["driver"] is None
 
 
-
 def _cpu(root, n: int, package: str, core: str) -> None:
     topo = root / "devices" / "system" / "cpu" / ("cpu%d" % n) / "topology"
     topo.mkdir(parents=True)

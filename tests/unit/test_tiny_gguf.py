@@ -9,7 +9,7 @@ import numpy as np
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import resolve_model
 from ansible_collections.llmlab.cluster.plugins.module_utils.gguf import read_header
 from tools.simlab.inputs import pinned_sha256
-from tools.tiny_gguf import vocab, weights, write
+from tools.tiny_gguf import FIRST_PIECE, vocab, weights, write
 
 
 def test_writer_reproduces_the_pinned_file(tmp_path: object) -> None:
@@ -44,16 +44,17 @@ def test_the_model_answers_in_word_pieces_and_the_rest_of_the_draw_is_unchanged(
     tokens, _, types = vocab(m.vocab)
     w = dict(weights())
     out = w["output.weight"].astype(np.float32)
-    assert all(k != gguf.TokenType.NORMAL for k in types[:259]) and all(k == gguf.TokenType.NORMAL for k in types[259:])
-    assert not out[:259].any() and out[259:].std() > 0.15
+    n = FIRST_PIECE
+    assert all(k != gguf.TokenType.NORMAL for k in types[:n]) and all(k == gguf.TokenType.NORMAL for k in types[n:])
+    assert not out[:n].any() and out[n:].std() > 0.15
     rng = np.random.default_rng(1)
     h = rng.standard_normal((500, m.hidden))
     h /= np.sqrt((h ** 2).mean(axis=1, keepdims=True))            # RMSNorm with unit weights
     logits = h @ out.T
-    assert (logits.argmax(axis=1) >= 259).all()
+    assert (logits.argmax(axis=1) >= n).all()
     p = np.exp((logits - logits.max(axis=1, keepdims=True)) / 0.8)
     p /= p.sum(axis=1, keepdims=True)
-    rest = p[:, :259].sum(axis=1)                                     # a control or byte token's chance per step
+    rest = p[:, :n].sum(axis=1)                                       # a control or byte token's chance per step
     assert rest.mean() < 1e-3 and rest.max() < 1e-2
     # only the output rows changed: the tensor drawn before it is the generator's plain draw
     plain = np.random.default_rng(0).standard_normal((m.vocab, m.hidden), dtype=np.float32) * 0.02
