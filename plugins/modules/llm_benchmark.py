@@ -16,7 +16,14 @@ description:
   - "TTFT is counted to the first non-empty content delta; ITL is the gap between content deltas; TPOT is
     (E2EL - TTFT) / (output tokens - 1); E2EL is the whole request. Each is reported as mean, p50, p90 and p99, with
     requests/s, output tokens/s and the errors by kind."
-  - When the server sends llama.cpp's C(timings), its own per-token time is reported beside ours.
+  - "TTFT is also reported to the first streamed chunk of any kind (C(ttft_first_chunk_ms)): that is what evalscope
+    and some other tools call TTFT. llama-server sends an empty role chunk before the prefill, so there the first
+    chunk comes long before the first token."
+  - Prompt and output tokens are the server's (C(usage), asked for with C(stream_options.include_usage)); prompts are
+    sized with the server's C(/tokenize), and a request that does not fit the served context is refused before any
+    load is sent.
+  - The server's own time per output token (llama-server's C(timings), else vLLM's C(/metrics) histograms over the
+    load) and the prompt tokens it served from its cache are reported beside ours.
   - Writes a Markdown table and a PNG latency plot when O(report_dir) is given. A measurement changes nothing, so
     the task reports C(changed=false); in check mode no load is sent.
   - Runs where the client should be, usually the controller (C(delegate_to=localhost)). Needs C(httpx) and
@@ -62,17 +69,52 @@ options:
     description: How many requests are in flight at once.
     type: int
     default: 1
-  prompt_tokens:
-    description: Length of the random prompts, in words (about one token each). Ignored with O(prompts_file).
-    type: int
-    default: 64
-  prompts_file:
-    description: Prompts to use instead of random ones, one per line or JSON lines with C(prompt). Used in turn.
+  dataset:
+    description:
+      - Where the prompts come from. C(random) makes O(num_requests) prompts of random words, each sized to
+        O(prompt_tokens) tokens by the server's own tokenizer (C(/tokenize)). C(long) does the same with prompts that
+        fill the served context less O(output_tokens) and a 2% margin (long-context prefill). C(file) reads
+        O(dataset_file).
+      - The default is C(file) when O(dataset_file) is set, else C(random).
+    type: str
+    choices: [random, long, file]
+  dataset_file:
+    description:
+      - A local dataset, used in turn. A JSON array of ShareGPT conversations (C(conversations) with C(from)
+        C(human)/C(gpt) and C(value)) or of objects with OpenAI C(messages) or a C(prompt); the same objects as JSON
+        lines; or plain text, one prompt per line.
+      - The first user turn is the prompt. The expected output length is an entry's C(output_tokens) or C(max_tokens),
+        else the length of the reply that follows the prompt (counted by the server's tokenizer), else O(output_tokens).
     type: path
-  output_tokens:
-    description: C(max_tokens) of each request.
+    aliases: [prompts_file]
+  prompt_tokens:
+    description:
+      - Length of each random prompt in tokens, as the server counts them (chat template included), made with the
+        server's C(/tokenize); a server without one (distributed-llama) gets this many words and its own count is
+        reported. Used by O(dataset=random), and for the warm-up prompt.
     type: int
     default: 64
+  output_tokens:
+    description: C(max_tokens) of each request (a dataset entry may give its own).
+    type: int
+    default: 64
+  context_tokens:
+    description:
+      - The longest request (prompt + output) the cluster serves, when the caller knows it (the benchmark role passes
+        the plan's). What the server reports (llama-server's per-slot C(n_ctx), vLLM's C(max_model_len)) is used when
+        smaller. A request that does not fit is refused before any request is sent.
+    type: int
+  cache:
+    description:
+      - C(cold) (the default) measures prefills the server has not seen - fresh prompts (see O(seed)), C(cache_prompt
+        false) for llama-server and a fresh C(cache_salt) per request for vLLM; the warm-up request has a prompt of its
+        own.
+      - C(warm) sends every measured prompt once (one output token, not measured) before the load, with the cache on,
+        so each measured prefill can come from the server's prompt cache.
+      - Either way the report gives the prompt tokens the server says it served from its cache.
+    type: str
+    choices: [cold, warm]
+    default: cold
   ignore_eos:
     description: Ask the server to generate exactly O(output_tokens) (llama-server and vLLM honour C(ignore_eos)).
     type: bool
@@ -90,9 +132,10 @@ options:
     type: float
     default: 300
   seed:
-    description: Seed of the random prompts.
+    description:
+      - Seed of the random prompts. Unset, each run draws a fresh one and records it in the report's C(setup), so a
+        run can be repeated exactly with that seed (with O(cache=cold) a repeat is still cold on the server).
     type: int
-    default: 0
   label:
     description: Title of the report.
     type: str
@@ -124,6 +167,7 @@ EXAMPLES = r"""
     parallel: 2
     prompt_tokens: 64
     output_tokens: 64
+    context_tokens: "{{ llmlab_plan.plan.context_tokens }}"
     report_dir: "{{ inventory_dir }}/artifacts/benchmark"
   delegate_to: localhost
   run_once: true
@@ -132,19 +176,38 @@ EXAMPLES = r"""
 - name: Show the table
   ansible.builtin.debug:
     msg: "{{ bench.markdown }}"
+
+- name: Conversations from a ShareGPT file, with the cache warm
+  llmlab.cluster.llm_benchmark:
+    url: http://10.213.0.1:8080
+    dataset_file: files/sharegpt-sample.json
+    cache: warm
+  delegate_to: localhost
 """
 
 RETURN = r"""
 summary:
   description: C(requests), C(completed), C(failed), C(errors) (by kind), C(duration_s), C(request_throughput),
-    C(output_throughput) (tokens/s), C(output_tokens), C(prompt_tokens), and C(ttft_ms), C(itl_ms), C(tpot_ms),
-    C(e2el_ms), C(server_tpot_ms) each with C(mean), C(p50), C(p90), C(p99).
+    C(output_throughput) (tokens/s), C(output_tokens), C(prompt_tokens), C(tokens_counted_by), and
+    C(input_tokens_per_request), C(output_tokens_per_request), C(ttft_ms), C(ttft_first_chunk_ms), C(itl_ms),
+    C(tpot_ms), C(e2el_ms), C(server_tpot_ms) each with C(mean), C(p50), C(p90), C(p99); C(server_tpot_source);
+    C(cache) (C(cached_prompt_tokens), C(hit_rate), C(source)); C(server_metrics) (what the server's counters grew
+    by during the load).
+  returned: success
+  type: dict
+prompting:
+  description: How the prompts were made - C(mode), C(seed), C(sized_by), C(served_context) and where it came from,
+    C(prompt_tokens_target), C(prompt_tokens_sized) (min, max), and for a file its name and entries.
   returned: success
   type: dict
 markdown:
   description: The report as a Markdown table.
   returned: success
   type: str
+seed:
+  description: The seed of the random prompts (drawn for this run unless given).
+  returned: success
+  type: int
 files:
   description: The report files written.
   returned: when report_dir is set
@@ -176,41 +239,58 @@ def main() -> None:
             endpoint=dict(type="str", default="chat", choices=["chat", "completions"]),
             num_requests=dict(type="int", default=16),
             parallel=dict(type="int", default=1),
+            dataset=dict(type="str", choices=["random", "long", "file"]),
+            dataset_file=dict(type="path", aliases=["prompts_file"]),
             prompt_tokens=dict(type="int", default=64),
-            prompts_file=dict(type="path"),
             output_tokens=dict(type="int", default=64),
+            context_tokens=dict(type="int"),
+            cache=dict(type="str", default="cold", choices=["cold", "warm"]),
             ignore_eos=dict(type="bool", default=True),
             stream=dict(type="bool", default=True),
             warmup=dict(type="int", default=1),
             timeout=dict(type="float", default=300.0),
-            seed=dict(type="int", default=0),
+            seed=dict(type="int"),
             label=dict(type="str", default="benchmark"),
             setup=dict(type="dict", default={}),
             report_dir=dict(type="path"),
             report_name=dict(type="str", default="benchmark"),
             min_success_rate=dict(type="float", default=1.0),
         ),
+        required_if=[("dataset", "file", ["dataset_file"])],
         supports_check_mode=True,
     )
-    p = module.params
+    p = dict(module.params)
     for key in ("num_requests", "parallel", "output_tokens", "prompt_tokens"):
         if p[key] < 1:
             module.fail_json(msg="%s must be at least 1, got %d" % (key, p[key]))
+    p["dataset"] = p["dataset"] or ("file" if p["dataset_file"] else "random")
+    if p["dataset_file"] and p["dataset"] != "file":
+        module.fail_json(msg="dataset_file is only read with dataset=file (dataset is %s)" % p["dataset"])
+    if p["seed"] is None:
+        p["seed"] = bm.draw_seed()
     if not HAS_HTTPX:
         module.fail_json(msg=missing_required_lib("httpx and httpx-sse"), exception=HTTPX_ERROR)
     if module.check_mode:
         module.exit_json(changed=False, skipped=True, msg="check mode: no load sent")
     try:
-        prompts = bm.load_prompts(p["prompts_file"]) if p["prompts_file"] else \
-            bm.random_prompts(p["num_requests"], p["prompt_tokens"], p["seed"])
+        run = bm.run_load(p)
+    except bm.Refused as e:
+        module.fail_json(msg="refused before any load was sent: %s" % e, refused=True)
     except (OSError, ValueError) as e:
-        module.fail_json(msg="prompts_file: %s" % e)
-    run = bm.run_load(p, prompts)
-    summary = bm.summarize(run["records"], run["duration_s"])
+        module.fail_json(msg="dataset_file: %s" % e)
+    info = run["prompting"]
+    summary = bm.summarize(run["records"], run["duration_s"], run["metrics"])
     setup = dict(label=p["label"], **p["setup"])
-    setup.update({"requests": p["num_requests"], "parallel": p["parallel"], "output tokens": p["output_tokens"],
-                  "prompt": ("file %s" % os.path.basename(p["prompts_file"])) if p["prompts_file"]
-                  else "%d random words" % p["prompt_tokens"], "stream": p["stream"]})
+    if p["dataset"] == "file":
+        prompt = "%s (%d entries)" % (info["file"], info["entries"])
+    else:
+        prompt = "%s, %d tokens (sized by %s)" % ("long context" if p["dataset"] == "long" else "random words",
+                                                 info["prompt_tokens_target"], info["sized_by"])
+    setup.update({"requests": p["num_requests"], "parallel": p["parallel"],
+                  "output tokens": p["output_tokens"] if p["dataset"] != "file"
+                  else "each entry's (its reply's length, else %d)" % p["output_tokens"],
+                  "prompt": prompt, "served context": info["served_context"] or "unknown", "cache": p["cache"],
+                  "seed": p["seed"], "stream": p["stream"]})
     md = bm.markdown(summary, setup)
     files = []
     if p["report_dir"]:
@@ -219,7 +299,8 @@ def main() -> None:
         with open(stem + ".md", "w", encoding="utf-8") as f:
             f.write(md)
         with open(stem + ".json", "w", encoding="utf-8") as f:
-            json.dump({"setup": setup, "summary": summary, "requests": run["records"]}, f, indent=1, sort_keys=True)
+            json.dump({"setup": setup, "summary": summary, "prompting": info, "requests": run["records"]}, f,
+                      indent=1, sort_keys=True)
         files += [stem + ".md", stem + ".json"]
         try:
             bm.plot(run["records"], stem + ".png", p["label"])
@@ -227,7 +308,7 @@ def main() -> None:
         except ImportError:
             module.warn("matplotlib is not installed: no PNG plot")
     rate = summary["completed"] / float(summary["requests"])
-    result = dict(changed=False, summary=summary, markdown=md, files=files)
+    result = dict(changed=False, summary=summary, markdown=md, files=files, prompting=info, seed=p["seed"])
     if rate < p["min_success_rate"]:
         module.fail_json(msg="%d of %d requests failed (%s); at least %.0f%% had to succeed"
                              % (summary["failed"], summary["requests"], summary["errors"],

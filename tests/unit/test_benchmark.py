@@ -40,7 +40,8 @@ def test_summary_counts_tpot_per_request_and_errors_by_kind() -> None:
 def test_report_has_every_metric_and_the_setup(tmp_path: object) -> None:
     recs = [_rec(0.0, 0.1, [0.01] * 9, 10, server_tpot_ms=9.5)]
     md = bm.markdown(bm.summarize(recs, 1.0), {"label": "lab", "nodes": "node1 + node2"})
-    for word in ("TTFT", "ITL", "TPOT", "E2EL", "output tokens/s", "timings", "nodes: node1 + node2", "### lab"):
+    for word in ("TTFT", "ITL", "TPOT", "E2EL", "output tokens/s", "timings.predicted_per_token_ms", "nodes: node1 + node2",
+                 "### lab"):
         assert word in md
     png = os.path.join(str(tmp_path), "p.png")
     bm.plot(recs + [{"ok": False, "start_s": 0.5, "itl_s": []}], png, "lab")
@@ -48,16 +49,121 @@ def test_report_has_every_metric_and_the_setup(tmp_path: object) -> None:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_prompts(tmp_path: object) -> None:
-    assert bm.random_prompts(3, 5, 1) == bm.random_prompts(3, 5, 1) and len(bm.random_prompts(3, 5, 1)[0].split()) == 5
-    p = os.path.join(str(tmp_path), "p.jsonl")
-    with open(p, "w") as f:
-        f.write(json.dumps({"prompt": "a b"}) + "\n\nplain line\n")
-    assert bm.load_prompts(p) == ["a b", "plain line"]
-    with open(p, "w") as f:
-        f.write("\n")
-    with pytest.raises(ValueError):
-        bm.load_prompts(p)
+def test_datasets_sharegpt_jsonl_messages_and_plain_lines(tmp_path: object) -> None:
+    d = str(tmp_path)
+    share = os.path.join(d, "share.json")
+    with open(share, "w") as f:
+        json.dump([{"conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": "q1"},
+                                      {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"}]},
+                   {"conversations": [{"from": "gpt", "value": "no user turn"}]},
+                   {"messages": [{"role": "user", "content": "q3"}], "max_tokens": 7}], f)
+    got = bm.load_dataset(share)
+    assert [(e["prompt"], e.get("reply"), e.get("output_tokens")) for e in got] == [("q1", "a1", None), ("q3", None, 7)]
+    assert got[1]["where"] == "share.json item 3"            # the entry without a user turn is skipped, not renumbered
+    lines = os.path.join(d, "p.jsonl")
+    with open(lines, "w") as f:
+        f.write(json.dumps({"prompt": "a b", "output_tokens": 5}) + "\n\nplain line\n"
+                + json.dumps({"conversations": [{"from": "human", "value": "c"}, {"from": "gpt", "value": "r"}]}) + "\n")
+    got = bm.load_dataset(lines)
+    assert [(e["prompt"], e.get("output_tokens"), e["where"]) for e in got] == \
+        [("a b", 5, "p.jsonl line 1"), ("plain line", None, "p.jsonl line 3"), ("c", None, "p.jsonl line 4")]
+    for text, error in (("\n", "no prompts"), ("{not json\n", "line 1 is not valid JSON"), ("[1, 2\n", "not valid JSON")):
+        with open(lines, "w") as f:
+            f.write(text)
+        with pytest.raises(ValueError, match=error):
+            bm.load_dataset(lines)
+
+
+def _counter(template: int = 5) -> tuple:
+    """A tokenizer that is not the server's, for the search alone: a word costs one token per 2 letters (at least
+    one: 1 or 2 tokens for WORDS), a prompt costs ``template`` more; ``calls`` counts the questions."""
+    calls = []
+
+    async def count(text: str) -> int:
+        calls.append(text)
+        return template + sum(max(1, len(w) // 2) for w in text.split())
+    return count, calls
+
+
+@pytest.mark.parametrize("target", [7, 8, 20, 64, 301])
+def test_size_words_is_the_longest_prefix_within_the_target(target: int) -> None:
+    import asyncio
+    import random
+    rng = random.Random(target)
+    count, calls = _counter()
+    text, n = asyncio.run(bm.size_words(count, bm.random_words(rng, 4), target, lambda k: bm.random_words(rng, k)))
+    assert n == asyncio.run(count(text)) and n <= target
+    assert target - n < 2                   # short of the target by less than the costliest word (2 tokens)
+    assert len(calls) < 2 * 12              # a binary search, not a scan
+
+
+def test_size_words_refuses_a_target_below_the_template() -> None:
+    import asyncio
+    import random
+    count, _ = _counter(template=10)
+    rng = random.Random(1)
+    with pytest.raises(bm.Refused, match="cannot be made"):
+        asyncio.run(bm.size_words(count, bm.random_words(rng, 4), 8, lambda k: bm.random_words(rng, k)))
+
+
+def test_check_fits_names_the_first_request_that_does_not_fit() -> None:
+    prompts = [{"tokens": 400, "output_tokens": 64, "where": "a line 1"},
+               {"tokens": 460, "output_tokens": 64, "where": "a line 2"},
+               {"tokens": None, "output_tokens": 64, "where": "uncounted"}]
+    bm.check_fits(prompts, None, "")              # no known context: nothing to refuse
+    bm.check_fits(prompts[:1], 512, "512 tokens")
+    with pytest.raises(bm.Refused, match=r"1 of 3 requests .* a line 2 has 460 prompt tokens \+ 64 output tokens = 524"):
+        bm.check_fits(prompts, 512, "512 tokens")
+    assert bm.long_target(512, 64) == 512 - 64 - 10 and bm.long_target(100, 10) == 100 - 10 - 4
+
+
+METRICS = """# HELP vllm:request_time_per_output_token_seconds x
+# TYPE vllm:request_time_per_output_token_seconds histogram
+vllm:request_time_per_output_token_seconds_bucket{engine="0",le="0.1"} 3.0
+vllm:request_time_per_output_token_seconds_sum{engine="0",model_name="m"} 0.3
+vllm:request_time_per_output_token_seconds_count{engine="0",model_name="m"} 3.0
+vllm:prefix_cache_queries_total{engine="0"} 100.0
+vllm:prefix_cache_queries_total{engine="1"} 50.0
+vllm:prefix_cache_hits_total{engine="0"} 30.0
+vllm:num_requests_running{engine="0"} 1.0
+llamacpp:prompt_tokens_total 3950
+"""
+
+
+def test_metrics_are_summed_over_labels_and_their_growth_gives_the_servers_tpot() -> None:
+    before = bm.parse_metrics(METRICS)
+    assert before["vllm:prefix_cache_queries_total"] == 150.0 and "vllm:num_requests_running" in before
+    assert not any(k.endswith("_bucket") for k in before)
+    after = dict(before, **{"vllm:request_time_per_output_token_seconds_sum": 0.3 + 0.05 * 4,
+                            "vllm:request_time_per_output_token_seconds_count": 3.0 + 4,
+                            "vllm:prefix_cache_queries_total": 150.0 + 200, "vllm:prefix_cache_hits_total": 30.0 + 0,
+                            "vllm:num_requests_running": 4.0})
+    delta = bm.metrics_delta(before, after)
+    assert delta == {"vllm:prefix_cache_queries_total": 200.0, "vllm:request_time_per_output_token_seconds_count": 4.0,
+                     "vllm:request_time_per_output_token_seconds_sum": pytest.approx(0.2)}   # gauges are left out
+    recs = [_rec(0.0, 0.1, [0.05] * 9, 10, cached_tokens=None, usage=True)]
+    s = bm.summarize(recs, 1.0, delta)
+    assert s["server_tpot_ms"]["mean"] == pytest.approx(50.0) and "request_time_per_output_token" in \
+        s["server_tpot_source"]
+    assert s["cache"]["cached_prompt_tokens"] == 0 and s["cache"]["prefix_cache_queries"] == 200.0
+    assert bm.metrics_delta(None, after) == {}
+
+
+def test_summary_has_both_ttfts_server_tokens_and_the_cache() -> None:
+    recs = [_rec(0.0, 0.2, [0.01] * 9, 10, ttft_chunk_s=0.05, cached_tokens=8, usage=True, prompt_tokens=40),
+            _rec(1.0, 0.3, [0.01] * 9, 10, ttft_chunk_s=0.3, cached_tokens=0, usage=True, prompt_tokens=60)]
+    s = bm.summarize(recs, 2.0)
+    assert s["ttft_ms"]["mean"] == pytest.approx(250.0) and s["ttft_first_chunk_ms"]["mean"] == pytest.approx(175.0)
+    assert s["input_tokens_per_request"]["mean"] == 50.0 and s["output_tokens_per_request"]["mean"] == 10.0
+    assert s["tokens_counted_by"] == "server" and s["cache"]["cached_prompt_tokens"] == 8
+    assert s["cache"]["hit_rate"] == pytest.approx(0.08)
+    md = bm.markdown(s, {"label": "lab", "seed": 7})
+    for words in ("TTFT (first content token) | 250.0", "TTFT (first streamed chunk) | 175.0", "| 50.0 | 10.0 |",
+                  "from the server's cache: 8 of 100 (8%", "Tokens counted by: server", "seed: 7"):
+        assert words in md
+    recs[1].pop("usage")
+    assert bm.summarize(recs, 2.0)["tokens_counted_by"].startswith("client")
+    assert "not reported by the server" in bm.markdown(bm.summarize([_rec(0.0, 0.1, [0.01], 2)], 1.0), {})
 
 
 def _report(label: str, nodes: str, ttft_s: float, gap_s: float, tokens: int = 11, failed: bool = False) -> dict:

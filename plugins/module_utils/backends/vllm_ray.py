@@ -291,7 +291,9 @@ def serve_argv(plan: Mapping[str, Any], executor: str, rank: int, ranks: int, he
             "--max-model-len", str(plan["context_tokens"])]
     if rank == 0:
         api = plan["api"]
-        argv += ["--served-model-name", api["served_model_name"], "--host", api["address"], "--port", str(api["port"])]
+        argv += ["--served-model-name", api["served_model_name"], "--host", api["address"], "--port", str(api["port"]),
+                 # usage.prompt_tokens_details.cached_tokens: what each request's prefill took from the prefix cache
+                 "--enable-prompt-tokens-details"]
     if executor in EXECUTORS:
         argv += ["--distributed-executor-backend", executor]
     if executor == "mp" and ranks > 1:
