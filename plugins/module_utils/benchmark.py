@@ -169,9 +169,10 @@ async def size_words(count: Callable[[str], Awaitable[int]], words: List[str], t
     while await count(" ".join(words)) <= target:
         words += more(len(words))
     lo, hi = 1, len(words)          # count(hi words) > target
-    if await count(words[0]) > target:
-        raise Refused("a prompt of %d tokens cannot be made: one word and the chat template are already more"
-                      % target)
+    least = await count(words[0])
+    if least > target:
+        raise Refused("a prompt of %d tokens cannot be made: the chat template and one word already take %d; ask "
+                      "for at least %d prompt tokens" % (target, least, least))
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if await count(" ".join(words[:mid])) <= target:
@@ -556,6 +557,21 @@ async def scrape(client: Any) -> Optional[Dict[str, float]]:
     return parse_metrics(r.text)
 
 
+async def probe_fit(client: Any, p: Mapping[str, Any], rng: random.Random) -> Optional[Tuple[float, float]]:
+    """For a server without a tokenizer endpoint: the prompt tokens its ``usage`` reports for 16 and for 48 random
+    words (two unstreamed requests of one output token, before the load), as ``(a, b)`` in tokens = a + b * words -
+    ``a`` the chat template, ``b`` tokens a word. None when the server reports no usage."""
+    counts = []
+    for n in (16, 48):
+        rec = await _one(client, p, {"text": " ".join(random_words(rng, n)), "output_tokens": 1}, time.perf_counter(),
+                         max_tokens=1, stream=False)
+        if not rec.get("usage") or not rec.get("prompt_tokens"):
+            return None
+        counts.append(rec["prompt_tokens"])
+    b = (counts[1] - counts[0]) / 32.0
+    return (counts[0] - 16 * b, b) if b > 0 else None
+
+
 async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any, context: Optional[int],
                         context_source: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any], Dict[str, Any]]:
     """The measured prompts (``text``, ``tokens`` by the server, ``output_tokens``, ``where``), one more for the
@@ -579,17 +595,23 @@ async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any,
         raise Refused("prompt_tokens %d + output_tokens %d = %d do not fit the served context of %s: lower "
                       "prompt_tokens or output_tokens" % (target, output, target + output, where))
 
+    fit: Optional[Tuple[float, float]] = None     # tokens = a + b * words, from probes, for a server without /tokenize
+
     async def random_prompt(i: int, n: int) -> Dict[str, Any]:
-        words = random_words(rng, n)
         if tok.kind:
-            text, tokens = await size_words(tok.count, words, n, lambda k: random_words(rng, k))
-        else:
-            text, tokens = " ".join(words), None
-        return {"text": text, "tokens": tokens, "output_tokens": output, "where": "random prompt %d" % (i + 1)}
+            text, tokens = await size_words(tok.count, random_words(rng, n), n, lambda k: random_words(rng, k))
+            return {"text": text, "tokens": tokens, "output_tokens": output, "where": "random prompt %d" % (i + 1)}
+        a, b = fit or (0.0, 1.0)
+        words = max(1, int((n - a) / b))
+        return {"text": " ".join(random_words(rng, words)), "tokens": None, "output_tokens": output,
+                "where": "random prompt %d" % (i + 1)}
 
     await tok.detect()
+    if not tok.kind:
+        fit = await probe_fit(client, p, rng)
     info["sized_by"] = {"vllm": "the server's /tokenize", "llama": "the server's /apply-template and /tokenize"}.get(
-        tok.kind or "", "words: the server has no /tokenize (the report's input tokens are the server's count)")
+        tok.kind or "", "the usage of two probe requests (the server has no /tokenize), %.2f tokens a word" % fit[1]
+        if fit else "words: the server has no /tokenize and reports no usage")
     prompts: List[Dict[str, Any]] = []
     if mode == "file":
         for e in load_dataset(p["dataset_file"]):

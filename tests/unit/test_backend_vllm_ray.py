@@ -70,6 +70,7 @@ def test_two_gb10s_run_tp2_on_rays_executor_with_every_ray_port_pinned_on_the_fa
     assert _flag(serve["argv"], "--host") == "192.168.1.50" and _flag(serve["argv"], "--port") == "8080"
     assert _flag(serve["argv"], "--served-model-name") == lp["plan"]["api"]["served_model_name"]
     assert "--nnodes" not in serve["argv"] and "--headless" not in serve["argv"]
+    assert "--enable-prompt-tokens-details" in serve["argv"]   # the benchmark reads cached tokens from usage
     # the environment is set before `ray start` (vllm#6803), on both CX7 halves
     for s in (head, worker, serve):
         halves = s["env"]["NCCL_IB_HCA"].split(",")
@@ -99,7 +100,7 @@ def test_the_mp_executor_runs_a_headless_rank_on_every_other_node_and_no_ray() -
     assert [_flag(head, f) for f in ("--nnodes", "--node-rank", "--master-addr", "--master-port")] == \
         ["2", "0", "10.213.0.1", "29500"]
     assert _flag(rank, "--node-rank") == "1" and "--headless" in rank
-    assert "--host" not in rank and "--served-model-name" not in rank
+    assert "--host" not in rank and "--served-model-name" not in rank and "--enable-prompt-tokens-details" not in rank
     assert svc["spark1"]["vllm-rank"]["secret_env"] == [] and svc["spark1"]["vllm-rank"]["unit"] == \
         "llmlab-vllm-rank.service"
     assert out["deploy"] == {"executor": "mp", "executor_reason": "chosen by llmlab_vllm_executor",
