@@ -187,13 +187,18 @@ def check_fits(prompts: Sequence[Mapping[str, Any]], context: Optional[int], whe
     """Refuse, before any load, prompts whose tokens plus their output do not fit the served context."""
     if not context:
         return
-    over = [p for p in prompts if p.get("tokens") is not None and p["tokens"] + p["output_tokens"] > context]
+    def tokens(p: Mapping[str, Any]) -> Optional[int]:
+        return p["tokens"] if p.get("tokens") is not None else p.get("estimated_tokens")
+
+    over = [p for p in prompts if tokens(p) is not None and tokens(p) + p["output_tokens"] > context]
     if over:
         first = over[0]
-        raise Refused("%d of %d requests do not fit the served context of %d tokens (%s): %s has %d prompt tokens "
+        n = int(tokens(first) or 0)
+        raise Refused("%d of %d requests do not fit the served context of %d tokens (%s): %s has %d prompt tokens%s "
                       "+ %d output tokens = %d; shorten the prompts or lower output_tokens"
-                      % (len(over), len(prompts), context, where, first.get("where", "a prompt"), first["tokens"],
-                         first["output_tokens"], first["tokens"] + first["output_tokens"]))
+                      % (len(over), len(prompts), context, where, first.get("where", "a prompt"), n,
+                         "" if first.get("tokens") is not None else " (estimated from probes)",
+                         first["output_tokens"], n + first["output_tokens"]))
 
 
 def parse_metrics(text: str) -> Dict[str, float]:
@@ -279,7 +284,7 @@ def summarize(records: Sequence[Mapping[str, Any]], duration_s: float,
         "output_throughput": round(out_tokens / duration_s, 3) if duration_s > 0 else None,
         "output_tokens": out_tokens,
         "prompt_tokens": prompt_tokens,
-        "input_tokens_per_request": stats([float(r.get("prompt_tokens") or 0) for r in ok]),
+        "input_tokens_per_request": stats([float(r.get("prompt_tokens") or 0) for r in ok if r.get("usage")]),
         "output_tokens_per_request": stats([float(r.get("output_tokens") or 0) for r in ok]),
         "tokens_counted_by": "server" if ok and all(r.get("usage") for r in ok) else
         ("client (content deltas: the server sent no usage)" if ok else None),
@@ -604,7 +609,7 @@ async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any,
         a, b = fit or (0.0, 1.0)
         words = max(1, int((n - a) / b))
         return {"text": " ".join(random_words(rng, words)), "tokens": None, "output_tokens": output,
-                "where": "random prompt %d" % (i + 1)}
+                "estimated_tokens": int(round(a + b * words)) if fit else None, "where": "random prompt %d" % (i + 1)}
 
     await tok.detect()
     if not tok.kind:
@@ -619,6 +624,7 @@ async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any,
             if e.get("output_tokens") is None and e.get("reply") and tok.kind:
                 n_out = max(1, await tok.count(e["reply"], plain=True))
             prompts.append({"text": e["prompt"], "tokens": await tok.count(e["prompt"]) if tok.kind else None,
+                            "estimated_tokens": int(round(fit[0] + fit[1] * len(e["prompt"].split()))) if fit else None,
                             "output_tokens": n_out, "where": e["where"]})
         info["file"] = p["dataset_file"].rsplit("/", 1)[-1]
         info["entries"] = len(prompts)

@@ -111,6 +111,8 @@ def test_check_fits_names_the_first_request_that_does_not_fit() -> None:
                {"tokens": 460, "output_tokens": 64, "where": "a line 2"},
                {"tokens": None, "output_tokens": 64, "where": "uncounted"}]
     bm.check_fits(prompts, None, "")              # no known context: nothing to refuse
+    with pytest.raises(bm.Refused, match=r"has 500 prompt tokens \(estimated from probes\)"):
+        bm.check_fits([{"tokens": None, "estimated_tokens": 500, "output_tokens": 64, "where": "w"}], 512, "")
     bm.check_fits(prompts[:1], 512, "512 tokens")
     with pytest.raises(bm.Refused, match=r"1 of 3 requests .* a line 2 has 460 prompt tokens \+ 64 output tokens = 524"):
         bm.check_fits(prompts, 512, "512 tokens")
@@ -162,7 +164,11 @@ def test_summary_has_both_ttfts_server_tokens_and_the_cache() -> None:
                   "from the server's cache: 8 of 100 (8%", "Tokens counted by: server", "seed: 7"):
         assert words in md
     recs[1].pop("usage")
-    assert bm.summarize(recs, 2.0)["tokens_counted_by"].startswith("client")
+    s = bm.summarize(recs, 2.0)
+    assert s["tokens_counted_by"].startswith("client") and s["input_tokens_per_request"]["mean"] == 40.0
+    for r in recs:
+        r.pop("usage", None)
+    assert bm.summarize(recs, 2.0)["input_tokens_per_request"]["mean"] is None   # no usage: no input count, not 0
     assert "not reported by the server" in bm.markdown(bm.summarize([_rec(0.0, 0.1, [0.01], 2)], 1.0), {})
 
 
