@@ -8,8 +8,8 @@ inventories/bench-dllama.yml: distributed-llama on 1, 2 and 4 nodes of a 5GbE sw
 For each case: the lab it needs is booted (tools.simlab up, only when the topology, node count or link shape changes),
 then site.yml runs on it through ansible-runner with the case's backend and TP/PP pinned, which deploys, verifies and
 benchmarks (the benchmark role writes <case>.json). The previous case's backend is removed by the same run (a
-backend switch). At the end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against the file's baseline case, is
-printed and written to <report-dir>/compare.md. The lab is left up with the last case running.
+backend switch). At the end the table of every case's TTFT, TPOT and output tok/s, and each as a ratio against the
+file's baseline case, is printed and written to <report-dir>/compare.md. The lab is left up with the last case running.
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@
 
 The metrics are the ones vLLM's ``benchmark_serving`` and evalscope report:
 - TTFT: request sent -> first *non-empty* content delta (role-only and empty deltas do not count). The first-chunk
-  TTFT (request sent -> first streamed event of any kind, what evalscope reports) is kept beside it: llama-server
-  sends an empty role chunk before the prefill, so the two differ by the whole prefill there;
+  TTFT (request sent -> first streamed event of any kind, what evalscope reports) is kept beside it: a server that
+  sends an empty role chunk before the prefill makes the two differ by the whole prefill (the lab's llama-server
+  sends it with the first token);
 - ITL: the gaps between successive content deltas;
 - TPOT: (E2EL - TTFT) / (output tokens - 1), per request;
 - E2EL: request sent -> last byte.
@@ -578,9 +579,10 @@ async def probe_fit(client: Any, p: Mapping[str, Any], rng: random.Random) -> Op
 
 
 async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any, context: Optional[int],
-                        context_source: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any], Dict[str, Any]]:
-    """The measured prompts (``text``, ``tokens`` by the server, ``output_tokens``, ``where``), one more for the
-    warm-up, and how they were made. Raises Refused before any load when a request cannot fit ``context``."""
+                        context_source: str) -> Tuple[List[Dict[str, Any]], Optional[Dict[str, Any]], Dict[str, Any]]:
+    """The measured prompts (``text``, ``tokens`` by the server, ``output_tokens``, ``where``), one more for a cold
+    run's warm-up (None when there is none), and how they were made. Raises Refused before any load when a request
+    cannot fit ``context``."""
     rng = random.Random(p["seed"])
     output = int(p["output_tokens"])
     mode = p.get("dataset") or "random"
@@ -602,6 +604,9 @@ async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any,
 
     fit: Optional[Tuple[float, float]] = None     # tokens = a + b * words, from probes, for a server without /tokenize
 
+    def estimated(words: int) -> Optional[int]:
+        return int(round(fit[0] + fit[1] * words)) if fit else None
+
     async def random_prompt(i: int, n: int) -> Dict[str, Any]:
         if tok.kind:
             text, tokens = await size_words(tok.count, random_words(rng, n), n, lambda k: random_words(rng, k))
@@ -609,7 +614,7 @@ async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any,
         a, b = fit or (0.0, 1.0)
         words = max(1, int((n - a) / b))
         return {"text": " ".join(random_words(rng, words)), "tokens": None, "output_tokens": output,
-                "estimated_tokens": int(round(a + b * words)) if fit else None, "where": "random prompt %d" % (i + 1)}
+                "estimated_tokens": estimated(words), "where": "random prompt %d" % (i + 1)}
 
     await tok.detect()
     if not tok.kind:
@@ -624,17 +629,20 @@ async def build_prompts(p: Mapping[str, Any], tok: ServerTokenizer, client: Any,
             if e.get("output_tokens") is None and e.get("reply") and tok.kind:
                 n_out = max(1, await tok.count(e["reply"], plain=True))
             prompts.append({"text": e["prompt"], "tokens": await tok.count(e["prompt"]) if tok.kind else None,
-                            "estimated_tokens": int(round(fit[0] + fit[1] * len(e["prompt"].split()))) if fit else None,
+                            "estimated_tokens": estimated(len(e["prompt"].split())),
                             "output_tokens": n_out, "where": e["where"]})
         info["file"] = p["dataset_file"].rsplit("/", 1)[-1]
         info["entries"] = len(prompts)
         check_fits(prompts, context, where)
-        target = min(int(p["prompt_tokens"]), (context - output - 1) if context else int(p["prompt_tokens"]))
-        warm = await random_prompt(len(prompts), max(1, target))
+        asked = int(p["prompt_tokens"])
+        warm_target = max(1, min(asked, (context - output - 1) if context else asked))
     else:
         prompts = [await random_prompt(i, target) for i in range(p["num_requests"])]
         check_fits(prompts, context, where)
-        warm = await random_prompt(len(prompts), target)
+        warm_target = target
+    # the cold run's warm-up has a prompt of its own; a warm run primes the measured prompts instead
+    warm = await random_prompt(len(prompts), warm_target) \
+        if p.get("cache", "cold") == "cold" and p.get("warmup", 0) else None
     info["prompt_tokens_target"] = target if mode != "file" else None
     counted = [x["tokens"] for x in prompts if x["tokens"] is not None]
     if counted:
@@ -659,10 +667,10 @@ async def _run(p: Mapping[str, Any]) -> Dict[str, Any]:
             source = "context_tokens"
         tok = ServerTokenizer(client, p["model"], p["endpoint"])
         prompts, warm, info = await build_prompts(p, tok, client, context, source)
-        if cold:
+        if warm is not None:
             for _ in range(p.get("warmup", 0)):      # a prompt of its own: the measured ones stay unseen
                 await _one(client, p, warm, time.perf_counter())
-        else:
+        if not cold:
             primed = 0
             for prompt in {x["text"]: x for x in prompts}.values():   # every measured prompt once, in the cache
                 primed += bool((await _one(client, p, prompt, time.perf_counter(), cold=False, max_tokens=1,

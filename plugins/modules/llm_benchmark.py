@@ -17,8 +17,8 @@ description:
     (E2EL - TTFT) / (output tokens - 1); E2EL is the whole request. Each is reported as mean, p50, p90 and p99, with
     requests/s, output tokens/s and the errors by kind."
   - "TTFT is also reported to the first streamed chunk of any kind (C(ttft_first_chunk_ms)): that is what evalscope
-    and some other tools call TTFT. llama-server sends an empty role chunk before the prefill, so there the first
-    chunk comes long before the first token."
+    and some other tools call TTFT. A server that sends an empty role chunk before the prefill makes the first chunk
+    come long before the first token (the lab's llama-server sends it with the first token)."
   - Prompt and output tokens are the server's (C(usage), asked for with C(stream_options.include_usage)); prompts are
     sized with the server's C(/tokenize), and a request that does not fit the served context is refused before any
     load is sent.
@@ -90,8 +90,8 @@ options:
   prompt_tokens:
     description:
       - Length of each random prompt in tokens, as the server counts them (chat template included), made with the
-        server's C(/tokenize); a server without one (distributed-llama) gets this many words and its own count is
-        reported. Used by O(dataset=random), and for the warm-up prompt.
+        server's C(/tokenize); a server without one (distributed-llama) gets as many words as two probe requests'
+        C(usage) say make this many tokens. Used by O(dataset=random), and for the warm-up prompt.
     type: int
     default: 64
   output_tokens:
