@@ -16,6 +16,7 @@ SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm bench-vllm bench-dllama build calibration-table variables-table clean \
+	awx-surveys ee \
 	lab-host sim-image sim-inputs sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
 help:  ## this list
@@ -113,6 +114,15 @@ sim-kill: venv  ## SIGKILL a process on a node: make sim-kill NODE=node2 PROC=ll
 
 build: venv  ## ansible-galaxy collection build into build/
 	$(BIN)/ansible-galaxy collection build --force --output-path build .
+
+awx-surveys: venv  ## regenerate awx/surveys.yml (the AWX surveys) from the roles' argument specs
+	$(PY) -m tools.awx surveys
+
+ee: venv  ## the execution environment's build context in build/ee (ansible-builder create; no registry needed)
+	rm -rf build/ee-collection build/ee
+	$(BIN)/ansible-galaxy collection build --output-path build/ee-collection .
+	$(BIN)/ansible-builder create --file execution-environment.yml --context build/ee
+	@echo "ee: build it with: $(BIN)/ansible-builder build --file execution-environment.yml --tag llmlab-cluster-ee"
 
 calibration-table: venv  ## print the planner's calibration table for the README
 	@$(PY) -c 'import sys; sys.path.insert(0, ".collections"); \

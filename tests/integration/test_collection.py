@@ -231,7 +231,6 @@ def test_a_node_count_distributed_llama_cannot_split_fails_in_the_plan(tmp_path)
 @pytest.mark.parametrize("extra,words", [
     (["-e", "{\"llmlab_cables\": [[\"gx10-a:enp1s0f0np0\", \"gx10-b:eth9\"]]}"],
      "[host gx10-b, variable llmlab_cables]"),
-    (["-e", "llmlab_quant=q1_xs"], "variable llmlab_quant"),
     (["-e", "llmlab_model=deepseek-ai/DeepSeek-R1", "-e", "llmlab_quant=bf16"], "no plan fits deepseek-ai/DeepSeek-R1"),
     (["-e", "llmlab_fabric_pool=192.168.1.0/25"], "overlaps the management network"),
     (["-e", "llmlab_topology=direct"], "topology direct needs 2 nodes, the inventory has 3"),
@@ -245,10 +244,16 @@ def test_plan_playbook_fails_clearly_on_bad_input(tmp_path, extra, words) -> Non
     assert not os.path.exists(tmp_path / "plan.json")
 
 
-def test_unknown_profile_is_refused_by_the_role_contract(tmp_path) -> None:
-    res = _plan(tmp_path, "-e", "llmlab_profile=dgx-h100")
+@pytest.mark.parametrize("var,value,listed", [
+    ("llmlab_profile", "dgx-h100", "gb10"),
+    ("llmlab_quant", "q1_xs", "q4_k_m"),   # the spec's choices are the catalog's (tests/unit/test_awx.py)
+    ("llmlab_backend", "sglang", "llamacpp_rpc"),
+])
+def test_a_value_outside_the_choices_is_refused_by_the_role_contract(tmp_path, var, value, listed) -> None:
+    res = _plan(tmp_path, "-e", "%s=%s" % (var, value))
     assert res.returncode != 0
-    assert "llmlab_profile" in res.stdout and "dgx-h100" in res.stdout and "gb10" in res.stdout
+    assert var in res.stdout and value in res.stdout and listed in res.stdout, res.stdout[-2000:]
+    assert not os.path.exists(tmp_path / "plan.json")
 
 
 def test_site_runs_the_stages_in_order_and_every_task_carries_its_role_tag(tmp_path) -> None:

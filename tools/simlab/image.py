@@ -1,4 +1,4 @@
-"""The node image: Debian bookworm from debootstrap, `docker import`ed, tagged with the hash of its recipe.
+"""The node image: Debian bookworm from debootstrap, imported into Docker, tagged with the hash of its recipe.
 
 There is no container registry here: the image is built from Debian's archive, once, and rebuilt exactly when
 this recipe changes (the tag carries its content hash).
@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 import time
 from typing import List
+
+from . import engine
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -68,18 +70,17 @@ def tag() -> str:
 
 
 def exists(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    return engine.image_exists(image)
 
 
 def import_root(root: str, image: str, changes: List[str]) -> None:
-    """`docker import` a root directory as ``image`` with Dockerfile ``changes`` (CMD, ENV, LABEL)."""
+    """Import a root directory as ``image`` with Dockerfile ``changes`` (CMD, ENV, LABEL), streamed from tar."""
     tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-    args = ["docker", "import"]
-    for change in changes:
-        args += ["-c", change]
-    subprocess.run(args + ["-", image], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
-    if tar.stdout:
-        tar.stdout.close()
+    try:
+        engine.import_stream(tar.stdout, image, changes)
+    finally:
+        if tar.stdout:
+            tar.stdout.close()
     if tar.wait() != 0:
         raise RuntimeError("tar of the image root failed")
 

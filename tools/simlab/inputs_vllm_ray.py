@@ -30,6 +30,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List
 
+from . import engine
 from .image import MIRROR, SUITE, exists, import_root
 from .spec import ROOT
 
@@ -139,7 +140,7 @@ def build(log: Callable[[str], None] = print) -> Dict[str, str]:
             log("building %s" % image)
             _build_image(image, log)
         log("saving %s to %s" % (image, archive))
-        _run(["docker", "save", "-o", archive + ".part", image])
+        engine.save(image, archive + ".part")
         os.replace(archive + ".part", archive)
         for old in os.listdir(CACHE):   # archives of older recipes
             if old.startswith(REPOSITORY) and old.endswith(".tar") and os.path.join(CACHE, old) != archive:

@@ -8,6 +8,7 @@ import subprocess
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from . import engine
 from . import image as image_mod
 from . import inputs
 from .spec import MGMT_SUBNET, PREFIX, ROOT, LabError, LabSpec, cabling, management_address
@@ -22,21 +23,11 @@ BRIDGE = "llsw0"
 SWITCH_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", "-m", "comment", "--comment", "llmlab lab switch"]
 VETH_PREFIX = "llv"
 LABEL = "llmlab.lab"
-RUN_OPTS = [
-    # --privileged fails here (no CAP_SYS_RESOURCE); these give systemd what it needs to boot as PID 1.
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--security-opt", "systempaths=unconfined", "--cgroupns=host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-    # Docker inside a node: its data on a volume (the host's ext4), where it can use overlay2 - on the container's
-    # own overlay root it would fall back to vfs, which copies a whole image for every container it starts
-    "-v", "/var/lib/docker",
-    "--stop-signal", "SIGRTMIN+3",
-]
 
 
-def sh(args: List[str], check: bool = True, capture: bool = True, input_: Optional[str] = None) -> str:
-    res = subprocess.run(args, capture_output=capture, text=True, input=input_)
+def sh(args: List[str], check: bool = True, capture: bool = True) -> str:
+    """Host commands (ip, nsenter, tc, iptables, ssh-keygen): Docker itself goes through `engine`."""
+    res = subprocess.run(args, capture_output=capture, text=True)
     if check and res.returncode != 0:
         raise LabError("%s failed (%d): %s" % (" ".join(args), res.returncode, (res.stderr or res.stdout).strip()))
     return res.stdout if capture else ""
@@ -47,8 +38,7 @@ def container(node: str) -> str:
 
 
 def _pid(node: str) -> int:
-    out = sh(["docker", "inspect", "-f", "{{.State.Pid}}", container(node)]).strip()
-    pid = int(out or 0)
+    pid = engine.pid(container(node))
     if pid <= 0:
         raise LabError("node %s is not running" % node)
     return pid
@@ -59,12 +49,12 @@ def _netns(node: str) -> List[str]:
 
 
 def _exec(node: str, args: List[str], check: bool = True) -> str:
-    return sh(["docker", "exec", container(node)] + args, check=check)
+    return engine.execute(container(node), args, check=check)
 
 
-def _lab_containers() -> List[Dict[str, Any]]:
-    out = sh(["docker", "ps", "-a", "--filter", "label=" + LABEL, "--format", "{{json .}}"])
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+def _lab_containers() -> Dict[str, str]:
+    """Name -> state (running, exited...) of every container a lab made."""
+    return {c.name: c.status for c in engine.labelled(LABEL)}
 
 
 def _read_state() -> Optional[Dict[str, Any]]:
@@ -110,12 +100,10 @@ class Lab:
 
     def _check_clashes(self, spec: LabSpec) -> None:
         for node in spec.node_names():
-            res = subprocess.run(["docker", "inspect", container(node)], capture_output=True)
-            if res.returncode == 0:
+            if engine.find(container(node)) is not None:
                 raise LabError("a container named %s exists and is not part of a lab: remove it or rename it"
                                % container(node))
-        exists = subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode == 0
-        if exists and not self._our_network():
+        if engine.network_labels(NETWORK) is not None and not self._our_network():
             raise LabError("a docker network named %s exists and is not the lab's" % NETWORK)
         if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
             raise LabError("a bridge named %s exists: run `make sim-down` (it cleans leftovers too)" % BRIDGE)
@@ -124,13 +112,13 @@ class Lab:
         start = time.time()
         img = image_mod.build(self.log)
         self._ssh_key()
-        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode != 0:
-            sh(["docker", "network", "create", "--subnet", MGMT_SUBNET, "--label", LABEL + "=1", NETWORK])
+        if engine.network_labels(NETWORK) is None:
+            engine.create_network(NETWORK, MGMT_SUBNET, {LABEL: "1"})
         nodes = {}
         for i, node in enumerate(spec.node_names()):
             addr = management_address(i)
-            sh(["docker", "run", "-d", "--name", container(node), "--hostname", node, "--network", NETWORK,
-                "--ip", addr, "--label", LABEL + "=1", "--label", "llmlab.node=" + node] + RUN_OPTS + [img])
+            engine.run_node(container(node), img, hostname=node, network=NETWORK, address=addr,
+                            labels={LABEL: "1", "llmlab.node": node})
             nodes[node] = {"management_address": addr, "container": container(node)}
         for node in nodes:
             self._wait_booted(node)
@@ -170,9 +158,7 @@ class Lab:
         deadline = time.time() + timeout
         last = ""
         while time.time() < deadline:
-            res = subprocess.run(["docker", "exec", container(node), "systemctl", "is-system-running"],
-                                 capture_output=True, text=True)
-            last = res.stdout.strip()
+            last = engine.output(container(node), ["systemctl", "is-system-running"]).strip()
             if last in ("running", "degraded"):
                 if last == "degraded":
                     failed = _exec(node, ["systemctl", "--failed", "--no-legend", "--plain"], check=False)
@@ -302,16 +288,16 @@ class Lab:
             sh(_netns(node) + ["ip", "link", "set", port, "down"])
             sh(_netns(node) + ["ip", "link", "set", port, "name", park])
             sh(_netns(node) + ["ip", "link", "set", park, "netns", str(os.getpid())])
-        sh(["docker", "stop", "-t", "20", container(node)])
+        engine.stop(container(node), timeout=20)
         self.log("node %s stopped; its cables are unplugged at its end" % node)
 
     def start(self, node: str) -> None:
         """Power a node back on with its parked cable ends plugged back in, and wait until it has booted."""
         state = self._state()
         self._known(state, node)
-        if {c["Names"]: c["State"] for c in _lab_containers()}.get(container(node)) == "running":
+        if _lab_containers().get(container(node)) == "running":
             raise LabError("node %s is already running" % node)
-        sh(["docker", "start", container(node)])
+        engine.start(container(node))
         # The cables are in as the box powers on, as on a real one: units ordered after network-online.target
         # (Docker, and vLLM's containers with it) wait at boot for the fabric ports that networkd configures.
         host_links = set(self._host_links())
@@ -332,9 +318,7 @@ class Lab:
     def kill(self, node: str, process: str) -> int:
         state = self._state()
         self._known(state, node)
-        res = subprocess.run(["docker", "exec", container(node), "pkill", "-KILL", "-c", "-x", process],
-                             capture_output=True, text=True)
-        count = int((res.stdout or "0").strip() or 0)
+        count = int(engine.output(container(node), ["pkill", "-KILL", "-c", "-x", process]).strip() or 0)
         if count == 0:
             raise LabError("no process named %s runs on %s" % (process, node))
         self.log("killed %d process(es) named %s on %s" % (count, process, node))
@@ -356,13 +340,13 @@ class Lab:
             pub = fh.read()
         lines = []
         for node, info in nodes.items():
-            self._wait_for(lambda: subprocess.run(["docker", "exec", container(node), "test", "-s",
-                                                   "/etc/ssh/ssh_host_ed25519_key.pub"]).returncode == 0,
+            self._wait_for(lambda: engine.returncode(container(node), ["test", "-s",
+                                                                       "/etc/ssh/ssh_host_ed25519_key.pub"]) == 0,
                            "%s's SSH host key" % node)
             _exec(node, ["install", "-d", "-m", "0700", "-o", "llmlab", "-g", "llmlab", "/home/llmlab/.ssh"])
-            sh(["docker", "exec", "-i", container(node), "sh", "-c",
-                "cat > /home/llmlab/.ssh/authorized_keys && chown llmlab:llmlab /home/llmlab/.ssh/authorized_keys"
-                " && chmod 0600 /home/llmlab/.ssh/authorized_keys"], input_=pub)
+            ids = _exec(node, ["id", "-u", "llmlab"]).strip(), _exec(node, ["id", "-g", "llmlab"]).strip()
+            engine.put_file(container(node), "/home/llmlab/.ssh/authorized_keys", pub, uid=int(ids[0]),
+                            gid=int(ids[1]), mode=0o600)
             hostkey = _exec(node, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
             lines.append("%s %s %s" % (info["management_address"], hostkey[0], hostkey[1]))
         if update and os.path.exists(KNOWN_HOSTS):
@@ -417,7 +401,7 @@ class Lab:
         return state
 
     def _healthy(self, state: Dict[str, Any]) -> bool:
-        running = {c["Names"]: c["State"] for c in _lab_containers()}
+        running = _lab_containers()
         return all(running.get(container(n)) == "running" for n in state["nodes"])
 
     def status(self) -> List[Dict[str, Any]]:
@@ -427,7 +411,7 @@ class Lab:
             self.log("no lab is up" + (" (but %d leftover containers: run `make sim-down`)" % len(leftovers)
                                        if leftovers else ""))
             return []
-        running = {c["Names"]: c["State"] for c in _lab_containers()}
+        running = _lab_containers()
         rows = []
         for node, info in state["nodes"].items():
             st = running.get(container(node), "missing")
@@ -454,11 +438,11 @@ class Lab:
     def down(self, quiet: bool = False) -> Dict[str, int]:
         """Remove everything a lab (or a failed run of one) left: containers, network, bridge, veths, state."""
         removed = {"containers": 0, "networks": 0, "links": 0}
-        for c in _lab_containers():
-            sh(["docker", "rm", "-f", "-v", c["ID"]])
+        for name in _lab_containers():
+            engine.remove(name)
             removed["containers"] += 1
         if self._our_network():
-            sh(["docker", "network", "rm", NETWORK])
+            engine.remove_network(NETWORK)
             removed["networks"] += 1
         for name in self._host_links():
             subprocess.run(["ip", "link", "del", name], capture_output=True)
@@ -474,9 +458,7 @@ class Lab:
         return removed
 
     def _our_network(self) -> bool:
-        res = subprocess.run(["docker", "network", "inspect", "-f", "{{json .Labels}}", NETWORK], capture_output=True,
-                             text=True)
-        return res.returncode == 0 and LABEL in res.stdout
+        return LABEL in (engine.network_labels(NETWORK) or {})
 
     def _host_links(self) -> Iterable[str]:
         out = sh(["ip", "-j", "link", "show"])
@@ -489,7 +471,7 @@ class Lab:
         """What of a lab exists on this machine (for tests of `down`)."""
         nets = [NETWORK] if self._our_network() else []
         rule = subprocess.run(["iptables", "-C"] + SWITCH_RULE, capture_output=True).returncode == 0
-        return {"containers": [c["Names"] for c in _lab_containers()], "networks": nets,
+        return {"containers": sorted(_lab_containers()), "networks": nets,
                 "links": list(self._host_links()) + (["iptables:" + " ".join(SWITCH_RULE)] if rule else []),
                 "files": [p for p in (STATE, INVENTORY) if os.path.exists(p)]}
 
