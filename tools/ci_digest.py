@@ -1,13 +1,20 @@
 """What failed, in a few screens: CI keeps only the end of its output, so `.ci/run` prints this after a failure.
 
-Reads the full log of `make test`, strips colours, and prints, for every failed task (`fatal:`, `failed:`, a
-molecule or pytest failure), the task's header and what it printed: the diagnostics a test printed on its way to
-failing come with it. Usage: python -m tools.ci_digest LOG [--max-lines N]
+Two sources. Playbooks our tests run through ansible-runner (the lab's tests, Molecule's verify steps, the AWX
+launches: tools/runner_events.py) leave structured events under .cache: for every run that failed, each failed task
+is printed from its event - task, host, message, stdout, stderr - with nothing parsed from text. What runs outside
+ansible-runner (Molecule's own converge/idempotence/verify playbooks, pytest) is read from the full log of `make
+test`: colours stripped, every failed task (`fatal:`, `failed:`, a molecule or pytest failure) with its header and
+what it printed. The runner's part comes last, as CI keeps the end.
+Usage: python -m tools.ci_digest LOG [--max-lines N] [--runs DIR]
 """
 import argparse
+import os
 import re
 import sys
 from typing import List
+
+from tools import runner_events
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BOX = re.compile(r"^\s*│\s?")  # molecule frames each line of ansible's output
@@ -45,6 +52,8 @@ def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("log")
     ap.add_argument("--max-lines", type=int, default=400, help="print at most the last N lines of the digest")
+    ap.add_argument("--runs", default=os.path.join(runner_events.ROOT, ".cache"),
+                    help="where ansible-runner runs left their artifacts (default: .cache)")
     args = ap.parse_args(argv)
     with open(args.log, encoding="utf-8", errors="replace") as fh:
         lines = [clean(l) for l in fh]
@@ -56,7 +65,23 @@ def main(argv: List[str]) -> int:
         print("ci digest: %d lines, the last %d follow" % (len(out), args.max_lines))
         out = out[-args.max_lines:]
     print("\n".join(out))
+    structured = runner_digest(args.runs)
+    if structured:
+        print("==================== ci: failed ansible-runner runs (from their events) ====================")
+        print("\n".join(structured[-args.max_lines:]))
     return 0
+
+
+def runner_digest(root: str) -> List[str]:
+    """Every failed task of every failed ansible-runner run under `root`, from its events."""
+    out: List[str] = []
+    for path in runner_events.failed_runs(root):
+        out.append("---- runner run %s" % os.path.relpath(path, runner_events.ROOT))
+        found = runner_events.failures(runner_events.load(path))
+        out.extend(runner_events.describe(f) for f in found)
+        if not found:
+            out.append("  (no failed task in its events: its stdout is %s/stdout)" % path)
+    return out
 
 
 if __name__ == "__main__":

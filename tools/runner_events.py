@@ -4,10 +4,18 @@
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
-from typing import Any, Dict, Iterable, List
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = os.path.join(ROOT, ".cache", "runner")  # where our own runs keep their artifacts (CI's digest reads them)
 
 FAILED = ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed")
 
@@ -87,3 +95,92 @@ def describe(failure: Dict[str, str], limit: int = 1500) -> str:
         if text:
             parts.append("  %s: %s" % (key, text if len(text) <= limit else "..." + text[-limit:]))
     return "\n".join(parts)
+
+
+@dataclass
+class Run:
+    """One ansible-playbook run through ansible-runner: its status, rc, text output and events."""
+    status: str
+    rc: int
+    stdout: str
+    artifacts: str
+    events: List[Dict[str, Any]] = field(default_factory=list)
+
+    def failures(self) -> List[Dict[str, str]]:
+        return failures(self.events)
+
+    def changed_hosts(self) -> Dict[str, int]:
+        return changed_hosts(self.events)
+
+    def plays(self) -> List[str]:
+        return [str((e.get("event_data") or {}).get("play", "")) for e in self.events
+                if e.get("event") == "playbook_on_play_start"]
+
+    def messages(self) -> str:
+        """Every failure's message, stdout and stderr: what a test looks for a refusal's words in."""
+        return "\n".join("\n".join((f["msg"], f["stdout"], f["stderr"])) for f in self.failures())
+
+
+def run_playbook(playbook: str, inventory: str, args: Sequence[str] = (), name: str = "run",
+                 data_dir: Optional[str] = None, extravars: Optional[Dict[str, Any]] = None) -> Run:
+    """Run a playbook of this checkout through ansible-runner (the venv's ansible, this checkout's ansible.cfg);
+    its artifacts go to `data_dir` (default .cache/runner/<name>), where CI's failure digest finds them."""
+    import ansible_runner  # imported here: reading events does not need it
+
+    data_dir = os.path.abspath(data_dir or os.path.join(RUNS, name))
+    os.makedirs(data_dir, exist_ok=True)
+    # ansible-runner reads env/cmdline, env/extravars... of the data directory when a run does not pass them: a
+    # directory reused by a later run must not hand it the earlier run's -e (and this run writes none)
+    shutil.rmtree(os.path.join(data_dir, "env"), ignore_errors=True)
+    run = ansible_runner.run(suppress_env_files=True,
+        private_data_dir=data_dir, project_dir=ROOT, playbook=os.path.join(ROOT, playbook),
+        inventory=os.path.join(ROOT, inventory), cmdline=" ".join(shlex.quote(a) for a in args) or None,
+        extravars=extravars, quiet=True, rotate_artifacts=3,
+        envvars={"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
+    stdout = run.stdout.read() if run.stdout else ""
+    return Run(run.status, int(run.rc if run.rc is not None else 1), stdout, run.config.artifact_dir,
+               list(run.events))
+
+
+def failed_runs(root: str = os.path.join(ROOT, ".cache")) -> List[str]:
+    """The artifact directories under `root` of runs that did not succeed, oldest first."""
+    found = []
+    for status in glob.glob(os.path.join(root, "**", "artifacts", "*", "status"), recursive=True):
+        with open(status, encoding="utf-8") as fh:
+            if fh.read().strip() != "successful":
+                found.append(os.path.dirname(status))
+    return sorted(found, key=os.path.getmtime)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`run`: a playbook through ansible-runner, printing one JSON summary (status, rc, changed hosts, plays,
+    failures) for a playbook or a script to read - not its text log. `failed`: the failures of every failed run
+    under .cache (CI's digest)."""
+    ap = argparse.ArgumentParser(prog="python -m tools.runner_events", description=main.__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run")
+    p_run.add_argument("--name", help="its artifacts go to .cache/runner/NAME (default: the playbook and this PID)")
+    p_run.add_argument("-i", "--inventory", required=True)
+    p_run.add_argument("playbook")
+    p_run.add_argument("args", nargs=argparse.REMAINDER)
+    p_failed = sub.add_parser("failed")
+    p_failed.add_argument("--root", default=os.path.join(ROOT, ".cache"))
+    a = ap.parse_args(argv)
+    if a.command == "run":
+        name = a.name or "%s-%d" % (os.path.splitext(os.path.basename(a.playbook))[0], os.getpid())
+        run = run_playbook(a.playbook, a.inventory, a.args, name=name)
+        print(json.dumps({"status": run.status, "rc": run.rc, "changed": run.changed_hosts(), "plays": run.plays(),
+                          "changed_tasks": changed_tasks(run.events), "failures": run.failures(),
+                          "messages": " ".join(run.messages().split()),  # whitespace folded
+                          "artifacts": run.artifacts}, indent=1))
+        return 0
+    for path in failed_runs(a.root):
+        print("---- runner: %s" % os.path.relpath(path, ROOT))
+        for f in failures(load(path)) or [{"task": "(no failed task: see its stdout)", "host": "", "msg": ""}]:
+            print(describe(f))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

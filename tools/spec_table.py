@@ -13,7 +13,7 @@ import glob
 import os
 import re
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import yaml
 
@@ -45,22 +45,28 @@ def _default(spec: Dict[str, Any]) -> str:
     return "`%s`" % str(shown).replace("|", "\\|") if shown != "" else '`""`'
 
 
-def collect(root: str = ROOT) -> Dict[str, Dict[str, Any]]:
-    """variable -> {type, default, description (the first role's), where: [role or role:entry, ...]}."""
-    out: Dict[str, Dict[str, Any]] = {}
+def spec_options(root: str = ROOT) -> Iterator[Tuple[str, str, Dict[str, Any]]]:
+    """(where - role, or role:entry point -, variable, option) of every option of every role's argument specs, in
+    the roles' order: what this table and the AWX surveys (tools/awx/survey.py) are generated from."""
     for path in sorted(glob.glob(os.path.join(root, "roles", "*", "meta", "argument_specs.yml"))):
         role = os.path.basename(os.path.dirname(os.path.dirname(path)))
         with open(path, encoding="utf-8") as fh:
             specs = (yaml.safe_load(fh) or {}).get("argument_specs") or {}
         for entry, spec in specs.items():
             for name, opt in (spec.get("options") or {}).items():
-                if not name.startswith("llmlab_") or name in NOT_INPUTS:
-                    continue
-                row = out.setdefault(name, {"type": opt.get("type", "str"), "default": _default(opt),
-                                            "description": _text(opt.get("description")), "where": []})
-                where = role if entry == "main" else "%s:%s" % (role, entry)
-                if where not in row["where"]:
-                    row["where"].append(where)
+                yield (role if entry == "main" else "%s:%s" % (role, entry)), name, opt
+
+
+def collect(root: str = ROOT) -> Dict[str, Dict[str, Any]]:
+    """variable -> {type, default, description (the first role's), where: [role or role:entry, ...]}."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for where, name, opt in spec_options(root):
+        if not name.startswith("llmlab_") or name in NOT_INPUTS:
+            continue
+        row = out.setdefault(name, {"type": opt.get("type", "str"), "default": _default(opt),
+                                    "description": _text(opt.get("description")), "where": []})
+        if where not in row["where"]:
+            row["where"].append(where)
     return out
 
 

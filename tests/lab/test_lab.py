@@ -12,6 +12,7 @@ from typing import Dict, List
 import pytest
 
 from ansible_collections.llmlab.cluster.plugins.module_utils import hwfacts
+from tools.simlab import engine
 from tools.simlab.lab import Lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,8 +25,7 @@ def simlab(*args: str) -> subprocess.CompletedProcess:
 
 
 def dexec(node: str, *args: str) -> str:
-    return subprocess.run(["docker", "exec", "llmlab-" + node] + list(args), capture_output=True, text=True,
-                          check=True).stdout
+    return engine.execute("llmlab-" + node, list(args))
 
 
 def link(node: str, port: str) -> Dict:
@@ -174,12 +174,10 @@ def test_down_leaves_nothing(ring4) -> None:
 def test_down_cleans_up_after_a_failed_run() -> None:
     """Leftovers of a run that died half-way (a labelled container, the network, host-side veths) all go."""
     simlab("down")
-    subprocess.run(["docker", "network", "create", "--label", "llmlab.lab=1", "llmlab-mgmt"], check=True,
-                   capture_output=True)
-    image = json.loads(subprocess.run(["docker", "image", "ls", "--format", "{{json .}}", "llmlab-node"],
-                                      capture_output=True, text=True, check=True).stdout.splitlines()[0])
-    subprocess.run(["docker", "create", "--name", "llmlab-node1", "--label", "llmlab.lab=1",
-                    "%s:%s" % (image["Repository"], image["Tag"])], check=True, capture_output=True)
+    client = engine.client()
+    client.networks.create("llmlab-mgmt", labels={"llmlab.lab": "1"})
+    image = client.images.list(name="llmlab-node")[0]
+    client.containers.create(image.tags[0], name="llmlab-node1", labels={"llmlab.lab": "1"})
     subprocess.run(["ip", "link", "add", "llv97a", "type", "veth", "peer", "name", "llv97b"], check=True)
     left = nothing_left()
     assert left["containers"] and left["networks"] and len(left["links"]) == 2
@@ -190,12 +188,12 @@ def test_down_cleans_up_after_a_failed_run() -> None:
 
 def test_a_name_clash_is_refused() -> None:
     simlab("down")
-    subprocess.run(["docker", "network", "create", "llmlab-mgmt"], check=True, capture_output=True)
+    engine.client().networks.create("llmlab-mgmt")
     try:
         res = simlab("up", "--topology", "direct", "--nodes", "2")
         assert res.returncode == 2 and "llmlab-mgmt exists and is not the lab's" in res.stderr
     finally:
-        subprocess.run(["docker", "network", "rm", "llmlab-mgmt"], capture_output=True)
+        engine.remove_network("llmlab-mgmt")
     assert nothing_left()["containers"] == []
 
 

@@ -41,3 +41,30 @@ def test_colours_and_molecule_frames_are_stripped():
 
 def test_nothing_failed():
     assert digest(["TASK [a]", "ok: [node1]"]) == []
+
+
+def test_failed_runner_runs_are_read_from_their_events(tmp_path):
+    """A real ansible-runner run of a playbook that fails, and one that passes: the digest names the failed task, its
+    host, message and stdout from the events, and leaves the successful run out."""
+    from tools import runner_events
+    from tools.ci_digest import runner_digest
+
+    book = tmp_path / "book.yml"
+    book.write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        "    - name: Say something and fail\n"
+        "      ansible.builtin.command: sh -c 'echo half-done; exit 3'\n"
+        "      changed_when: false\n")
+    good = tmp_path / "good.yml"
+    good.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                    "    - name: Fine\n      ansible.builtin.debug: {msg: ok}\n")
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    localhost: {ansible_python_interpreter: \"{{ ansible_playbook_python }}\"}\n")
+    bad_run = runner_events.run_playbook(str(book), str(inv), data_dir=str(tmp_path / "runs" / "bad"))
+    good_run = runner_events.run_playbook(str(good), str(inv), data_dir=str(tmp_path / "runs" / "good"))
+    assert bad_run.rc != 0 and good_run.rc == 0 and good_run.failures() == []
+    assert [f["task"] for f in bad_run.failures()] == ["Say something and fail"]
+    text = "\n".join(runner_digest(str(tmp_path / "runs")))
+    assert "Say something and fail on localhost" in text
+    assert "non-zero return code" in text and "stdout: half-done" in text
+    assert "/bad/" in text and "/good/" not in text

@@ -69,7 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("refused before anything ran: %s" % exc, file=sys.stderr)
         return 2
     for job in result.jobs:
-        print("%s: %s (rc %s), artifacts %s" % (job.template, job.status, job.rc, job.artifacts))
+        print("%s: %s (rc %s), artifacts %s" % (job.template, job.run.status, job.run.rc, job.run.artifacts))
     return result.rc
 
 

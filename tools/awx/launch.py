@@ -23,7 +23,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
@@ -43,16 +43,7 @@ class Refused(ValueError):
 @dataclass
 class Job:
     template: str
-    status: str
-    rc: int
-    artifacts: str
-    events: List[Dict[str, Any]] = field(default_factory=list)
-
-    def failures(self) -> List[Dict[str, str]]:
-        return runner_events.failures(self.events)
-
-    def changed_hosts(self) -> Dict[str, int]:
-        return runner_events.changed_hosts(self.events)
+    run: runner_events.Run
 
 
 @dataclass
@@ -63,11 +54,11 @@ class Launch:
 
     @property
     def rc(self) -> int:
-        return next((j.rc or 1 for j in self.jobs if j.status != "successful"), 0)
+        return next((j.run.rc or 1 for j in self.jobs if j.run.status != "successful"), 0)
 
     @property
     def status(self) -> str:
-        return next((j.status for j in self.jobs if j.status != "successful"), "successful")
+        return next((j.run.status for j in self.jobs if j.run.status != "successful"), "successful")
 
 
 def templates() -> Dict[str, Dict[str, Any]]:
@@ -183,8 +174,9 @@ def launch(name: str, answers: Optional[Dict[str, str]] = None, inventory: str =
                                  inventory=inventory, quiet=True,
                                  event_handler=_progress_handler(job["template"], progress) if progress else None)
         artifacts = os.path.join(data_dir, "artifacts", ident)
-        done.append(Job(job["template"], run.status, int(run.rc if run.rc is not None else 1), artifacts,
-                        runner_events.load(artifacts)))
+        done.append(Job(job["template"], runner_events.Run(
+            run.status, int(run.rc if run.rc is not None else 1), run.stdout.read() if run.stdout else "", artifacts,
+            runner_events.load(artifacts))))
         if run.status != "successful":
             break
     return Launch(name, data_dir, done)

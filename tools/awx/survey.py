@@ -13,12 +13,13 @@ survey to a launch's answers as AWX does, before anything runs.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
+
+from ..spec_table import spec_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = os.path.join(ROOT, "awx", "job_templates.yml")
@@ -44,21 +45,12 @@ def options(root: str = ROOT) -> Dict[str, Dict[str, Any]]:
     """variable -> its argument-spec option (with `role`), from every role entry point. A variable that two entry
     points declare differently (type, choices, default, no_log) is an error: the survey would not know which."""
     found: Dict[str, Dict[str, Any]] = {}
-    for path in sorted(glob.glob(os.path.join(root, "roles", "*", "meta", "argument_specs.yml"))):
-        role = os.path.basename(os.path.dirname(os.path.dirname(path)))
-        with open(path, encoding="utf-8") as fh:
-            specs = (yaml.safe_load(fh) or {}).get("argument_specs") or {}
-        for entry, spec in specs.items():
-            for var, opt in (spec.get("options") or {}).items():
-                key = {k: opt.get(k) for k in ("type", "choices", "default", "no_log", "required")}
-                if var in found:
-                    seen = {k: found[var].get(k) for k in key}
-                    if {k: v for k, v in seen.items() if k != "required"} != \
-                            {k: v for k, v in key.items() if k != "required"}:
-                        raise SurveyError("%s is declared differently in %s and %s:%s" % (
-                            var, found[var]["role"], role, entry))
-                    continue
-                found[var] = dict(opt, role="%s:%s" % (role, entry) if entry != "main" else role)
+    for where, var, opt in spec_options(root):
+        key = {k: opt.get(k) for k in ("type", "choices", "default", "no_log")}
+        if var not in found:
+            found[var] = dict(opt, role=where)
+        elif {k: found[var].get(k) for k in key} != key:
+            raise SurveyError("%s is declared differently in %s and %s" % (var, found[var]["role"], where))
     return found
 
 
