@@ -18,6 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, ".cache", "runner")  # where our own runs keep their artifacts (CI's digest reads them)
 
 FAILED = ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed")
+# Written into a run's artifacts when the run was meant to fail (a refusal a test provokes, and whose reason the test
+# checks itself): CI's digest leaves such runs out, so that a real failure is not buried under expected ones.
+EXPECTED = "expected_failure"
 
 
 def load(artifact_dir: str) -> List[Dict[str, Any]]:
@@ -122,7 +125,8 @@ class Run:
 
 
 def run_playbook(playbook: str, inventory: str, args: Sequence[str] = (), name: str = "run",
-                 data_dir: Optional[str] = None, extravars: Optional[Dict[str, Any]] = None) -> Run:
+                 data_dir: Optional[str] = None, extravars: Optional[Dict[str, Any]] = None,
+                 expect_failure: bool = False) -> Run:
     """Run a playbook of this checkout through ansible-runner (the venv's ansible, this checkout's ansible.cfg);
     its artifacts go to `data_dir` (default .cache/runner/<name>), where CI's failure digest finds them."""
     import ansible_runner  # imported here: reading events does not need it
@@ -139,14 +143,20 @@ def run_playbook(playbook: str, inventory: str, args: Sequence[str] = (), name: 
         envvars={"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                  "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
     stdout = run.stdout.read() if run.stdout else ""
+    if expect_failure:
+        with open(os.path.join(run.config.artifact_dir, EXPECTED), "w", encoding="utf-8") as fh:
+            fh.write("this run was meant to fail: the test that ran it checks why\n")
     return Run(run.status, int(run.rc if run.rc is not None else 1), stdout, run.config.artifact_dir,
                list(run.events))
 
 
 def failed_runs(root: str = os.path.join(ROOT, ".cache")) -> List[str]:
-    """The artifact directories under `root` of runs that did not succeed, oldest first."""
+    """The artifact directories under `root` of runs that did not succeed (and were not meant to fail), oldest
+    first."""
     found = []
     for status in glob.glob(os.path.join(root, "**", "artifacts", "*", "status"), recursive=True):
+        if os.path.exists(os.path.join(os.path.dirname(status), EXPECTED)):
+            continue
         with open(status, encoding="utf-8") as fh:
             if fh.read().strip() != "successful":
                 found.append(os.path.dirname(status))
@@ -162,6 +172,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_run = sub.add_parser("run")
     p_run.add_argument("--name", help="its artifacts go to .cache/runner/NAME (default: the playbook and this PID)")
     p_run.add_argument("-i", "--inventory", required=True)
+    p_run.add_argument("--expect-failure", action="store_true",
+                       help="the run is meant to fail (CI's digest leaves it out; the caller checks why)")
     p_run.add_argument("playbook")
     p_run.add_argument("args", nargs=argparse.REMAINDER)
     p_failed = sub.add_parser("failed")
@@ -169,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "run":
         name = a.name or "%s-%d" % (os.path.splitext(os.path.basename(a.playbook))[0], os.getpid())
-        run = run_playbook(a.playbook, a.inventory, a.args, name=name)
+        run = run_playbook(a.playbook, a.inventory, a.args, name=name, expect_failure=a.expect_failure)
         print(json.dumps({"status": run.status, "rc": run.rc, "changed": run.changed_hosts(), "plays": run.plays(),
                           "changed_tasks": changed_tasks(run.events), "failures": run.failures(),
                           "messages": " ".join(run.messages().split()),  # whitespace folded

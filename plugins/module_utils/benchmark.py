@@ -70,6 +70,10 @@ def draw_seed() -> int:
     return random.SystemRandom().randrange(1, 2 ** 31)
 
 
+# Short words a tokenizer makes one token of (with their leading space), to top a prompt up to its exact length.
+FILLERS = ("a", "I", "the", "and", "of", "to")
+
+
 def random_words(rng: random.Random, n: int) -> List[str]:
     return [rng.choice(WORDS) for _ in range(max(1, n))]
 
@@ -165,7 +169,9 @@ async def size_words(count: Callable[[str], Awaitable[int]], words: List[str], t
                      more: Callable[[int], List[str]]) -> Tuple[str, int]:
     """The longest run of ``words`` (extended with ``more(n)`` as needed) whose prompt is at most ``target`` tokens
     by ``count`` (the server's tokenizer), and its count. Binary search over the number of words: token counts grow
-    with every word, so the result is short of ``target`` by less than the tokens of one word."""
+    with every word, so that run is short of ``target`` by less than the tokens of one word (a random word can be 5
+    tokens); the gap is then filled with short common words while one still fits, so the prompt has ``target``
+    tokens unless no filler is a single token."""
     words = list(words)
     while await count(" ".join(words)) <= target:
         words += more(len(words))
@@ -181,7 +187,16 @@ async def size_words(count: Callable[[str], Awaitable[int]], words: List[str], t
         else:
             hi = mid
     text = " ".join(words[:lo])
-    return text, await count(text)
+    n = await count(text)
+    while n < target:
+        for filler in FILLERS:
+            more_n = await count(text + " " + filler)
+            if more_n <= target:
+                text, n = text + " " + filler, more_n
+                break
+        else:
+            break   # every filler overshoots: the closest this tokenizer allows
+    return text, n
 
 
 def check_fits(prompts: Sequence[Mapping[str, Any]], context: Optional[int], where: str) -> None:
@@ -364,7 +379,8 @@ def plot(records: Sequence[Mapping[str, Any]], path: str, title: str) -> None:
     plt.close(fig)
 
 
-def _body(p: Mapping[str, Any], prompt: str, max_tokens: int, cold: bool, stream: bool) -> Dict[str, Any]:
+def _body(p: Mapping[str, Any], prompt: str, max_tokens: int, cold: bool, stream: bool,
+          slot: Optional[int] = None) -> Dict[str, Any]:
     body: Dict[str, Any] = {"model": p["model"], "max_tokens": max_tokens, "stream": stream,
                             "temperature": p.get("temperature", 0.0)}
     if p["endpoint"] == "chat":
@@ -378,6 +394,8 @@ def _body(p: Mapping[str, Any], prompt: str, max_tokens: int, cold: bool, stream
     body["cache_prompt"] = not cold  # llama-server: reuse (or not) the KV cache of an earlier prompt
     if cold:
         body["cache_salt"] = uuid.uuid4().hex   # vLLM: this request shares no prefix-cache block with another
+    elif slot is not None:
+        body["id_slot"] = slot   # llama-server: the slot that was primed with this prompt (warm runs)
     return body
 
 
@@ -412,7 +430,7 @@ async def _one(client: Any, p: Mapping[str, Any], prompt: Mapping[str, Any], t0:
 
     stream = p["stream"] if stream is None else stream
     path = "/v1/chat/completions" if p["endpoint"] == "chat" else "/v1/completions"
-    body = _body(p, prompt["text"], max_tokens or prompt["output_tokens"], cold, stream)
+    body = _body(p, prompt["text"], max_tokens or prompt["output_tokens"], cold, stream, prompt.get("slot"))
     rec: Dict[str, Any] = {"ok": False, "itl_s": [], "start_s": time.perf_counter() - t0,
                            "sized_prompt_tokens": prompt.get("tokens"), "max_tokens": body["max_tokens"]}
     start = time.perf_counter()
@@ -528,6 +546,16 @@ class ServerTokenizer:
             raise Refused("the server's tokenizer (%s) did not answer for a prompt" % self.kind)
         self._seen[key] = n
         return n
+
+
+async def server_slots(client: Any) -> Optional[int]:
+    """llama-server's slot count (``/props`` total_slots); None from a server without slots (vLLM)."""
+    try:
+        r = await client.get("/props")
+        n = (r.json() or {}).get("total_slots") if r.status_code == 200 else None
+    except Exception:  # not llama-server
+        return None
+    return n if isinstance(n, int) and n > 0 else None
 
 
 async def served_context(client: Any) -> Tuple[Optional[int], str]:
@@ -671,8 +699,22 @@ async def _run(p: Mapping[str, Any]) -> Dict[str, Any]:
             for _ in range(p.get("warmup", 0)):      # a prompt of its own: the measured ones stay unseen
                 await _one(client, p, warm, time.perf_counter())
         if not cold:
+            # Every measured prompt once, into the cache. On llama-server each distinct prompt is pinned to a slot
+            # (id_slot), primed there and measured there: left to itself the server may measure a prompt in a slot
+            # that holds another one (then only the chat template's tokens hit). More distinct prompts than slots
+            # share slots, and only the last primed of each stays cached: the report says so.
+            distinct = list({x["text"]: x for x in prompts}.values())
+            slots = await server_slots(client)
+            if slots:
+                slot_of = {x["text"]: i % slots for i, x in enumerate(distinct)}
+                for prompt in prompts:
+                    prompt["slot"] = slot_of[prompt["text"]]
+                info["slots"] = slots
+                if len(distinct) > slots:
+                    info["note"] = ("%d distinct prompts for %d slots: prompts share slots, and only the last "
+                                    "primed of each stays cached" % (len(distinct), slots))
             primed = 0
-            for prompt in {x["text"]: x for x in prompts}.values():   # every measured prompt once, in the cache
+            for prompt in distinct:
                 primed += bool((await _one(client, p, prompt, time.perf_counter(), cold=False, max_tokens=1,
                                            stream=False)).get("ok"))
             info["primed"] = primed

@@ -92,9 +92,20 @@ def test_size_words_is_the_longest_prefix_within_the_target(target: int) -> None
     rng = random.Random(target)
     count, calls = _counter()
     text, n = asyncio.run(bm.size_words(count, bm.random_words(rng, 4), target, lambda k: bm.random_words(rng, k)))
-    assert n == asyncio.run(count(text)) and n <= target
-    assert target - n < 2                   # short of the target by less than the costliest word (2 tokens)
-    assert len(calls) < 2 * 12              # a binary search, not a scan
+    assert n == asyncio.run(count(text)) and n == target   # topped up with one-token fillers to the exact length
+    assert len(calls) < 2 * 12 + 2          # a binary search (and a top-up), not a scan
+
+
+def test_size_words_stops_short_when_no_filler_fits() -> None:
+    """A tokenizer where every filler costs 2 tokens and the gap is 1: the closest prompt below the target."""
+    import asyncio
+
+    async def count(text: str) -> int:
+        return 5 + sum(2 if w in bm.FILLERS else 3 for w in text.split())
+    text, n = asyncio.run(bm.size_words(count, ["alpha"] * 4, 13, lambda k: ["alpha"] * k))
+    assert (n, text) == (13, "alpha alpha a")                 # 5+3+3 = 11, and a 2-token filler makes 13
+    text, n = asyncio.run(bm.size_words(count, ["alpha"] * 4, 12, lambda k: ["alpha"] * k))
+    assert n == 11 and text == "alpha alpha"                  # 11 + 2 > 12: no filler fits, one short
 
 
 def test_size_words_refuses_a_target_below_the_template() -> None:

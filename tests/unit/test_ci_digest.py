@@ -61,10 +61,13 @@ def test_failed_runner_runs_are_read_from_their_events(tmp_path):
     inv = tmp_path / "hosts.yml"
     inv.write_text("all:\n  hosts:\n    localhost: {ansible_python_interpreter: \"{{ ansible_playbook_python }}\"}\n")
     bad_run = runner_events.run_playbook(str(book), str(inv), data_dir=str(tmp_path / "runs" / "bad"))
+    meant = runner_events.run_playbook(str(book), str(inv), data_dir=str(tmp_path / "runs" / "meant"),
+                                       expect_failure=True)   # a refusal a test provokes and checks itself
+    assert meant.rc != 0
     good_run = runner_events.run_playbook(str(good), str(inv), data_dir=str(tmp_path / "runs" / "good"))
     assert bad_run.rc != 0 and good_run.rc == 0 and good_run.failures() == []
     assert [f["task"] for f in bad_run.failures()] == ["Say something and fail"]
     text = "\n".join(runner_digest(str(tmp_path / "runs")))
     assert "Say something and fail on localhost" in text
     assert "non-zero return code" in text and "stdout: half-done" in text
-    assert "/bad/" in text and "/good/" not in text
+    assert "/bad/" in text and "/good/" not in text and "/meant/" not in text
