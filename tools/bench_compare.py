@@ -28,6 +28,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 from ansible_collections.llmlab.cluster.plugins.module_utils.benchmark import compare  # noqa: E402
+from tools.runner_events import run_playbook  # noqa: E402
 
 INVENTORY = os.path.join(ROOT, "inventories", "sim")
 BENCHMARK_TASK = "Benchmark | Streaming load from the controller"   # roles/benchmark/tasks/main.yml
@@ -73,25 +74,19 @@ def _first_completion_s(events: List[dict], report_path: str) -> Optional[float]
 def run_case(case: Dict[str, Any], requests: int, report_dir: str) -> Tuple[float, Optional[float]]:
     """site.yml for one case; returns its wall time and the time to its first completion, in seconds. Raises when
     the run fails."""
-    import ansible_runner  # the venv's; imported here so --help works without it
-
     name = case["name"]
     extravars = dict(case["vars"], llmlab_benchmark_requests=requests, llmlab_benchmark_label=case["label"],
                      llmlab_benchmark_report_dir=report_dir, llmlab_benchmark_report_name=name)
     private = os.path.join(ROOT, ".cache", "bench-compare", name)
     os.makedirs(private, exist_ok=True)
     t0 = time.monotonic()
-    run = ansible_runner.run(private_data_dir=private, project_dir=ROOT, playbook=os.path.join(ROOT, "site.yml"),
-                             inventory=INVENTORY, extravars=extravars, quiet=True,
-                             envvars={"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
-                                      "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
+    run = run_playbook("site.yml", INVENTORY, data_dir=private, extravars=extravars)
     took = time.monotonic() - t0
     if run.rc != 0:
-        failed = [e["event_data"].get("task", "?") + " on " + e["event_data"].get("host", "?")
-                  for e in run.events if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")]
+        failed = ["%(task)s on %(host)s" % f for f in run.failures()]
         raise SystemExit("bench-compare: %s failed (%s, rc %s) at: %s; its log is %s/artifacts"
                          % (name, run.status, run.rc, "; ".join(failed) or "see the log", private))
-    return took, _first_completion_s(list(run.events), os.path.join(report_dir, name + ".json"))
+    return took, _first_completion_s(run.events, os.path.join(report_dir, name + ".json"))
 
 
 def main(argv: List[str]) -> int:

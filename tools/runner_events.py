@@ -119,6 +119,12 @@ class Run:
         return [str((e.get("event_data") or {}).get("play", "")) for e in self.events
                 if e.get("event") == "playbook_on_play_start"]
 
+    @classmethod
+    def of(cls, runner: Any) -> "Run":
+        """The Run of a finished ``ansible_runner.Runner``."""
+        return cls(runner.status, int(runner.rc if runner.rc is not None else 1),
+                   runner.stdout.read() if runner.stdout else "", runner.config.artifact_dir, list(runner.events))
+
     def messages(self) -> str:
         """Every failure's message, stdout and stderr: what a test looks for a refusal's words in."""
         return "\n".join("\n".join((f["msg"], f["stdout"], f["stderr"])) for f in self.failures())
@@ -136,18 +142,16 @@ def run_playbook(playbook: str, inventory: str, args: Sequence[str] = (), name: 
     # ansible-runner reads env/cmdline, env/extravars... of the data directory when a run does not pass them: a
     # directory reused by a later run must not hand it the earlier run's -e (and this run writes none)
     shutil.rmtree(os.path.join(data_dir, "env"), ignore_errors=True)
-    run = ansible_runner.run(suppress_env_files=True,
+    run = Run.of(ansible_runner.run(
         private_data_dir=data_dir, project_dir=ROOT, playbook=os.path.join(ROOT, playbook),
         inventory=os.path.join(ROOT, inventory), cmdline=" ".join(shlex.quote(a) for a in args) or None,
-        extravars=extravars, quiet=True, rotate_artifacts=3,
+        extravars=extravars, quiet=True, rotate_artifacts=3, suppress_env_files=True,
         envvars={"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
-    stdout = run.stdout.read() if run.stdout else ""
+                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}))
     if expect_failure:
-        with open(os.path.join(run.config.artifact_dir, EXPECTED), "w", encoding="utf-8") as fh:
+        with open(os.path.join(run.artifacts, EXPECTED), "w", encoding="utf-8") as fh:
             fh.write("this run was meant to fail: the test that ran it checks why\n")
-    return Run(run.status, int(run.rc if run.rc is not None else 1), stdout, run.config.artifact_dir,
-               list(run.events))
+    return run
 
 
 def failed_runs(root: str = os.path.join(ROOT, ".cache")) -> List[str]:
@@ -165,8 +169,7 @@ def failed_runs(root: str = os.path.join(ROOT, ".cache")) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`run`: a playbook through ansible-runner, printing one JSON summary (status, rc, changed hosts, plays,
-    failures) for a playbook or a script to read - not its text log. `failed`: the failures of every failed run
-    under .cache (CI's digest)."""
+    failures) for a playbook or a script to read - not its text log. (CI's digest of failed runs: tools/ci_digest.)"""
     ap = argparse.ArgumentParser(prog="python -m tools.runner_events", description=main.__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run")
@@ -176,21 +179,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                        help="the run is meant to fail (CI's digest leaves it out; the caller checks why)")
     p_run.add_argument("playbook")
     p_run.add_argument("args", nargs=argparse.REMAINDER)
-    p_failed = sub.add_parser("failed")
-    p_failed.add_argument("--root", default=os.path.join(ROOT, ".cache"))
     a = ap.parse_args(argv)
-    if a.command == "run":
-        name = a.name or "%s-%d" % (os.path.splitext(os.path.basename(a.playbook))[0], os.getpid())
-        run = run_playbook(a.playbook, a.inventory, a.args, name=name, expect_failure=a.expect_failure)
-        print(json.dumps({"status": run.status, "rc": run.rc, "changed": run.changed_hosts(), "plays": run.plays(),
-                          "changed_tasks": changed_tasks(run.events), "failures": run.failures(),
-                          "messages": " ".join(run.messages().split()),  # whitespace folded
-                          "artifacts": run.artifacts}, indent=1))
-        return 0
-    for path in failed_runs(a.root):
-        print("---- runner: %s" % os.path.relpath(path, ROOT))
-        for f in failures(load(path)) or [{"task": "(no failed task: see its stdout)", "host": "", "msg": ""}]:
-            print(describe(f))
+    name = a.name or "%s-%d" % (os.path.splitext(os.path.basename(a.playbook))[0], os.getpid())
+    run = run_playbook(a.playbook, a.inventory, a.args, name=name, expect_failure=a.expect_failure)
+    print(json.dumps({"status": run.status, "rc": run.rc, "changed": run.changed_hosts(), "plays": run.plays(),
+                      "changed_tasks": changed_tasks(run.events), "failures": run.failures(),
+                      "messages": " ".join(run.messages().split()),  # whitespace folded
+                      "artifacts": run.artifacts}, indent=1))
     return 0
 
 

@@ -14,9 +14,9 @@ import sys
 from typing import Any, Dict, List
 
 import pytest
-import testinfra
 
 from tools import runner_events
+from tools.simlab import engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(ROOT, "inventories", "sim")
@@ -97,12 +97,6 @@ def test_testinfra_checks_of_the_deployed_state(deployed) -> None:
     assert "6 passed" in res.stdout.strip().splitlines()[-1], res.stdout
 
 
-def _host(node: str):
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
-    os.environ.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
-    return testinfra.get_host("ansible://%s?ansible_inventory=%s" % (node, INVENTORY))
-
-
 def test_fabric_relaunch_with_limit_and_tags_after_a_rename_changes_only_that_node(deployed, tmp_path) -> None:
     node, old, new = RENAMED
     assert simlab("rename", "%s:%s" % (node, old), new).returncode == 0
@@ -124,7 +118,7 @@ def test_fabric_relaunch_with_limit_and_tags_after_a_rename_changes_only_that_no
         hosts_seen = {e["event_data"].get("host") for e in events if e["event"].startswith("runner_on_")}
         assert hosts_seen <= {node, "localhost"}, hosts_seen
         assert any(t["role"] == "fabric" for t in runner_events.changed_tasks(events))
-        files = _host(node).check_output("ls /etc/systemd/network")
+        files = engine.execute("llmlab-" + node, ["ls", "/etc/systemd/network"])
         assert "60-llmlab-%s.network" % new in files and "60-llmlab-%s.network" % old not in files
         again = awx("Fabric", "--limit", node, "--tags", "fabric", data=str(tmp_path / "again"))
         assert again.returncode == 0, _explain(again)

@@ -56,10 +56,6 @@ class Launch:
     def rc(self) -> int:
         return next((j.run.rc or 1 for j in self.jobs if j.run.status != "successful"), 0)
 
-    @property
-    def status(self) -> str:
-        return next((j.run.status for j in self.jobs if j.run.status != "successful"), "successful")
-
 
 def templates() -> Dict[str, Dict[str, Any]]:
     """Name -> job template or workflow (a workflow has `steps`) of awx/job_templates.yml."""
@@ -173,10 +169,7 @@ def launch(name: str, answers: Optional[Dict[str, str]] = None, inventory: str =
         run = ansible_runner.run(private_data_dir=data_dir, ident=ident, playbook=job["playbook"],
                                  inventory=inventory, quiet=True,
                                  event_handler=_progress_handler(job["template"], progress) if progress else None)
-        artifacts = os.path.join(data_dir, "artifacts", ident)
-        done.append(Job(job["template"], runner_events.Run(
-            run.status, int(run.rc if run.rc is not None else 1), run.stdout.read() if run.stdout else "", artifacts,
-            runner_events.load(artifacts))))
+        done.append(Job(job["template"], runner_events.Run.of(run)))
         if run.status != "successful":
             break
     return Launch(name, data_dir, done)

@@ -175,10 +175,6 @@ def validate_survey(survey: Mapping[str, Any]) -> List[str]:
     return errors
 
 
-def no_log_variables(root: str = ROOT) -> List[str]:
-    return sorted(v for v, o in options(root).items() if o.get("no_log"))
-
-
 def answers(survey: Optional[Mapping[str, Any]], given: Mapping[str, str]) -> Tuple[Dict[str, Any], List[str]]:
     """A launch's extra variables from its survey answers, as AWX builds them, and the reasons it would refuse them
     (each naming the question). Unanswered questions take their default; an optional one without a default is left

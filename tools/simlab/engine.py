@@ -55,14 +55,6 @@ def pid(name: str) -> int:
     return int(c.attrs["State"].get("Pid") or 0)
 
 
-def status(name: str) -> str:
-    c = find(name)
-    if c is None:
-        return "missing"
-    c.reload()
-    return c.status
-
-
 def run_node(name: str, image: str, hostname: str, network: str, address: str, labels: Dict[str, str]) -> None:
     """Start a node: systemd as PID 1 in a container with a fixed management address.
 
