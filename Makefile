@@ -15,7 +15,7 @@ SHAPE     ?=
 SIMLAB    := $(PY) -m tools.simlab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm bench-vllm bench-dllama build calibration-table variables-table clean \
+.PHONY: help venv demo plan test lint unit integration lab molecule molecule-vllm bench-vllm bench-dllama build size calibration-table variables-table clean \
 	awx-surveys ee \
 	lab-host sim-image sim-inputs sim-up sim-down sim-status sim-cut sim-restore sim-rename sim-replace sim-stop sim-start sim-kill
 
@@ -123,6 +123,9 @@ ee: venv  ## the execution environment's build context in build/ee (ansible-buil
 	$(BIN)/ansible-galaxy collection build --output-path build/ee-collection .
 	$(BIN)/ansible-builder create --file execution-environment.yml --context build/ee
 	@echo "ee: build it with: $(BIN)/ansible-builder build --file execution-environment.yml --tag llmlab-cluster-ee"
+
+size: venv  ## which clusters hold a model fast enough (ARGS='MODEL --quant Q --context N --users U --tok-s T --price gb10=3999'; none: the README's two questions)
+	$(PY) -m tools.size $(ARGS)
 
 calibration-table: venv  ## print the planner's calibration table for the README
 	@$(PY) -c 'import sys; sys.path.insert(0, ".collections"); \

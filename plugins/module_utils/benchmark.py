@@ -733,6 +733,75 @@ async def _run(p: Mapping[str, Any]) -> Dict[str, Any]:
             "prompting": info}
 
 
+def sweep_rows(levels: Sequence[Mapping[str, Any]],
+               predicted: Optional[Sequence[Mapping[str, Any]]] = None) -> List[Dict[str, Any]]:
+    """One row per concurrency of a sweep: what was measured (aggregate output tok/s over the wall clock, mean TPOT
+    per request) beside the plan's prediction at the same concurrency (``predicted``: the plan's
+    ``predicted_curve``; None where the curve has no such point)."""
+    curve = {int(p["concurrency"]): p for p in predicted or []}
+    rows = []
+    for level in levels:
+        c, s = int(level["parallel"]), level["summary"]
+        tpot = (s.get("tpot_ms") or {}).get("mean")
+        pred = curve.get(c) or {}
+        decode = pred.get("decode_tok_s")
+        rows.append({"concurrency": c, "completed": s.get("completed"), "requests": s.get("requests"),
+                     "aggregate_tok_s": s.get("output_throughput"), "tpot_ms": tpot,
+                     "predicted_aggregate_tok_s": pred.get("aggregate_tok_s"),
+                     "predicted_tpot_ms": 1000.0 / decode if decode else None,
+                     "predicted_fits": pred.get("fits")})
+    return rows
+
+
+def sweep_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| in flight | completed | aggregate tok/s | planned aggregate | TPOT ms | planned TPOT ms | "
+             "measured / planned (aggregate) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        a, pa = r["aggregate_tok_s"], r["predicted_aggregate_tok_s"]
+        lines.append("| %d | %s/%s | %s | %s | %s | %s | %s |" % (
+            r["concurrency"], r["completed"], r["requests"], _fmt(a), _fmt(pa), _fmt(r["tpot_ms"]),
+            _fmt(r["predicted_tpot_ms"]), "%.2f" % (a / pa) if a and pa else "-"))
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(rows: Sequence[Mapping[str, Any]], predicted: Optional[Sequence[Mapping[str, Any]]], path: str,
+               title: str) -> None:
+    """PNG: aggregate tok/s and per-request TPOT against concurrency, measured beside the plan's predicted curve
+    (its points up to the highest measured concurrency, and the next one)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = max(r["concurrency"] for r in rows)
+    curve = sorted((p for p in predicted or [] if p.get("aggregate_tok_s")), key=lambda p: p["concurrency"])
+    beyond = [p for p in curve if p["concurrency"] > top][:1]
+    curve = [p for p in curve if p["concurrency"] <= top] + beyond
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [r["concurrency"] for r in rows if r["aggregate_tok_s"]]
+    a.plot(xs, [r["aggregate_tok_s"] for r in rows if r["aggregate_tok_s"]], "o-", label="measured")
+    b.plot([r["concurrency"] for r in rows if r["tpot_ms"]], [r["tpot_ms"] for r in rows if r["tpot_ms"]], "o-",
+           label="measured")
+    if curve:
+        a.plot([p["concurrency"] for p in curve], [p["aggregate_tok_s"] for p in curve], "s--", label="planned")
+        b.plot([p["concurrency"] for p in curve], [1000.0 / p["decode_tok_s"] for p in curve], "s--",
+               label="planned")
+    ticks = sorted({r["concurrency"] for r in rows} | {p["concurrency"] for p in curve})
+    for ax, label in ((a, "aggregate output tok/s"), (b, "TPOT per request (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("requests in flight")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def run_load(params: Mapping[str, Any]) -> Dict[str, Any]:
     """Build the prompts, refuse what cannot fit, run the load: ``{records, duration_s, metrics, prompting}``.
     ``params``: the module's options (``url``, ``model``, ``endpoint``, ``num_requests``, ``parallel``,

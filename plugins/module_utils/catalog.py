@@ -27,7 +27,14 @@ QUANTS: Dict[str, float] = {
     "q4_0": 0.5625,
     "q3_k_m": 0.489,
     "q2_k": 0.37,
+    # int4 weight-only (w4a16), group size 128: 4-bit values + an fp16 scale and a 4-bit zero point per 128
+    # (4.16 bits); embeddings and the LM head stay in 16 bit (EMBEDDING_BYTES).
+    "awq": 0.52,
+    "gptq": 0.52,
 }
+# Quantizations that keep the token embeddings and the LM head in 16 bit (bytes per weight there): AutoAWQ and
+# GPTQ checkpoints quantize the linear layers of the blocks only.
+EMBEDDING_BYTES: Dict[str, float] = {"awq": 2.0, "gptq": 2.0}
 QUANT_ALIASES: Dict[str, str] = {
     "q40": "q4_0",          # distributed-llama's spelling
     "q80": "q8_0",
@@ -114,6 +121,8 @@ _CATALOG: List[Model] = [
     # MLA: the cache holds the compressed latent (512) plus the rope key (64) per layer, not full K and V.
     _m("deepseek-ai/DeepSeek-R1", "DeepseekV3ForCausalLM", 671.0, 37.0, 61, 7168, 128, 128, 128, 129280,
        ["deepseek-r1", "deepseek-r1:671b"], experts=256, experts_active=8, kv_dim_per_layer=576),
+    _m("google/gemma-2-9b-it", "Gemma2ForCausalLM", 9.24, 9.24, 42, 3584, 16, 8, 256, 256000,
+       ["gemma-2-9b", "gemma2:9b"], ffn=14336),
     _m("mistralai/Mistral-7B-Instruct-v0.3", "MistralForCausalLM", 7.25, 7.25, 32, 4096, 32, 8, 128, 32768,
        ["mistral-7b", "mistral:7b"], ffn=14336),
     # The simulated lab's model: a llama-architecture GGUF with random weights written by the lab itself
@@ -260,8 +269,23 @@ def _check_model(m: Model) -> None:
         raise bad("experts_active must be between 1 and experts - 1")
 
 
+def embedding_params(model: Model) -> float:
+    """Parameters of the token embeddings and the LM head (untied), in units (not billions)."""
+    return 2.0 * float(model.vocab) * model.hidden
+
+
+def param_bytes(model: Model, quant: str, params_b: float) -> float:
+    """Bytes of ``params_b`` billion parameters of ``model`` that include its embeddings and LM head, in ``quant``
+    (16-bit embeddings where the format keeps them, EMBEDDING_BYTES)."""
+    q = normalize_quant(quant)
+    out = params_b * 1e9 * QUANTS[q]
+    if q in EMBEDDING_BYTES:
+        emb = min(embedding_params(model), params_b * 1e9)
+        out += emb * (EMBEDDING_BYTES[q] - QUANTS[q])
+    return out
+
+
 def model_weight_bytes(model: Model, quant: str, active: bool = False) -> float:
-    params = model.params_active_b if active else model.params_total_b
-    return params * 1e9 * bytes_per_weight(quant)
+    return param_bytes(model, quant, model.params_active_b if active else model.params_total_b)
 
 

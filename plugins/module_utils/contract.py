@@ -30,6 +30,7 @@ _TYPES: Dict[str, Any] = {
     "llmlab_context_tokens": ((int,), "a whole number"),
     "llmlab_prompt_tokens": ((int,), "a whole number"),
     "llmlab_concurrency": ((int,), "a whole number"),
+    "llmlab_concurrency_curve": ((list,), "a list of whole numbers such as [1, 2, 4, 8]"),
 }
 _TYPE_NAMES = {str: "a string", dict: "a mapping", list: "a list", int: "a whole number"}
 

@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Sequence
 
-from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import QUANTS, Model
+from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import Model, param_bytes
 
 MOE_EFFICIENCY = 0.70            # expert routing, gathers and small GEMMs: MoE reads less well than dense
+MOE_HOT_FRACTION = 0.15          # share of a layer's experts a batch's tokens draw from (fitted, calibration.py)
 
 
 @dataclass
@@ -63,20 +64,34 @@ def proportional_split(total: int, weights: Sequence[float]) -> List[int]:
     return out
 
 
-def decode_bytes(model: Model, quant: str, concurrency: int, kv_tokens: int, kv_bytes: float) -> Dict[str, float]:
-    """Bytes one decode step reads: weights (MoE: shared + experts the batch touches) and the KV cache."""
-    bpw = QUANTS[quant]
+def distinct_experts(experts: int, active: int, batch: int, hot_fraction: float = 1.0) -> float:
+    """Expected number of distinct experts of one layer that ``batch`` tokens touch, each choosing ``active`` of
+    ``experts``. Routing is skewed (tokens of a batch favour the same experts), modelled as uniform choice within a
+    hot set of ``hot_fraction`` of the experts (never fewer than ``active``). One token touches exactly ``active``."""
+    hot = max(float(active), hot_fraction * experts)
+    return hot * (1.0 - (1.0 - active / hot) ** batch)
+
+
+def decode_step(model: Model, quant: str, batch: int, kv_tokens: int, kv_bytes: float) -> Dict[str, float]:
+    """What one decode step for ``batch`` concurrent sequences reads and computes.
+
+    ``weights``: the weights read once for the whole batch (MoE: the shared part plus the expected distinct experts
+    the batch touches); ``kv``: every sequence's KV cache of ``kv_tokens``; ``flops``: 2 x active parameters per
+    token plus attention over the cache; ``min_total``: the fewest bytes the step can read at all (MoE: every
+    sequence choosing the same experts) - what the physical limit is computed from."""
     if model.is_moe:
         e, k = model.experts, model.experts_active
         per_expert = (model.params_total_b - model.params_active_b) / (e - k)
         shared = model.params_active_b - k * per_expert
-        touched = e * (1.0 - (1.0 - float(k) / e) ** concurrency)
-        weight_params = shared + touched * per_expert
+        touched = distinct_experts(e, k, batch, MOE_HOT_FRACTION)
+        weights = param_bytes(model, quant, shared + touched * per_expert)
+        least = param_bytes(model, quant, model.params_active_b)
     else:
-        weight_params = model.params_active_b
-    weights = weight_params * 1e9 * bpw
-    kv = float(model.kv_elements_per_token) * kv_bytes * kv_tokens * concurrency
-    return {"weights": weights, "kv": kv, "total": weights + kv}
+        weights = least = param_bytes(model, quant, model.params_active_b)
+    kv = float(model.kv_elements_per_token) * kv_bytes * kv_tokens * batch
+    attention = 4.0 * model.layers * model.heads * model.head_dim * kv_tokens
+    flops = (2.0 * model.params_active_b * 1e9 + attention) * batch
+    return {"weights": weights, "kv": kv, "total": weights + kv, "min_total": least + kv, "flops": flops}
 
 
 def link_bytes_per_s(link: Mapping[str, float]) -> float:

@@ -22,6 +22,7 @@ node runs - and asks the backend registry (``backends/``) for everything that di
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -38,7 +39,10 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Nod
 from ansible_collections.llmlab.cluster.plugins.module_utils.topology import check_topology, resolve_nodes
 
 NO_PREDICTION: Dict[str, Optional[float]] = {"decode_tok_s": None, "aggregate_tok_s": None, "ttft_s": None,
-                                             "physical_limit_tok_s": None, "bytes_per_token_gb": None}
+                                             "physical_limit_tok_s": None, "aggregate_limit_tok_s": None,
+                                             "bytes_per_token_gb": None}
+# The concurrencies the chosen plan is also predicted at (the curve a benchmark sweep is drawn against).
+DEFAULT_CURVE = (1, 2, 4, 8, 16, 32)
 
 
 @dataclass
@@ -107,6 +111,25 @@ def _fit_hints(c: Candidate, be: Backend, nodes: List[Node], req: Request) -> Li
     return hints
 
 
+def _margin(be: Backend, t: int, p: int, used: List[Node], req: Request, mem: Mapping[str, float], worst: str,
+            margin_gb: float) -> str:
+    """How much room the fullest node keeps, and how much more context (or how many more sequences) that room
+    holds: the KV cache is what grows."""
+    wider = dataclasses.replace(req, context_tokens=req.context_tokens * 2)
+    per_token = (be.memory(t, p, used, wider)[0][worst] - mem[worst]) / req.context_tokens   # bytes per token
+    node = next(n for n in used if n.name == worst)
+    kv = per_token * req.context_tokens
+    runtime = be.overhead_gb(node) * 1e9
+    out = "margin: %.1f GB (%.1f %% of %s's usable memory), after weights %.1f GB, KV cache %.2f GB, runtime %.1f GB" \
+        % (margin_gb, 100.0 * margin_gb / node.usable_memory_gb, worst, (mem[worst] - kv - runtime) / 1e9, kv / 1e9,
+           runtime / 1e9)
+    if per_token > 0:
+        more = int(margin_gb * 1e9 / per_token)
+        out += "; the KV cache takes %.2f MB per token of context there: room for about %d more tokens of it " \
+               "(the model's own context limit still applies)" % (per_token / 1e6, more)
+    return out
+
+
 def _evaluate(name: str, t: int, p: int, used: List[Node], req: Request, deployable: bool) -> Candidate:
     be = backends.get(name)
     cand = Candidate(backend=name, tensor_parallel=t, pipeline_parallel=p, nodes_used=[n.name for n in used],
@@ -128,6 +151,7 @@ def _evaluate(name: str, t: int, p: int, used: List[Node], req: Request, deploya
         if cand.fits:
             cand.reasons.append("fits: %.1f GB of %.1f GB usable on the fullest node (%s)"
                                 % (cand.memory_per_node_gb[worst], cand.usable_memory_gb[worst], worst))
+            cand.reasons.append(_margin(be, t, p, used, req, mem, worst, -short[worst]))
         else:
             cand.reasons.append("does not fit: %s needs %.1f GB, %.1f GB more than its %.1f GB usable"
                                 % (worst, cand.memory_per_node_gb[worst], short[worst], cand.usable_memory_gb[worst]))
@@ -164,7 +188,7 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
                   context_tokens: Any = None, prompt_tokens: Any = None, concurrency: Any = None,
                   fail_on_no_fit: bool = True, api_address: Optional[str] = None,
                   api_port: int = DEFAULT_API_PORT, deployable: Optional[Sequence[str]] = None,
-                  fabric: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                  fabric: Optional[Mapping[str, Any]] = None, curve: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Enumerate and rank the candidate plans. Returns the chosen plan with ``candidates`` best first.
 
     ``deployable``: the backends that have a role (None: every backend, for planning ahead). ``auto`` chooses among
@@ -259,7 +283,23 @@ def plan_parallel(nodes: Any, topology: Any = "single", link: Any = None, model:
     plan["services"] = be.services(plan, fabric)
     plan.update(common)
     plan["candidates"] = [c.as_dict() for c in candidates]
+    plan["predicted_curve"] = _curve(best, resolved, req, curve)
     return plan
+
+
+def _curve(best: Candidate, nodes: Sequence[Node], req: Request, curve: Optional[Sequence[int]]) -> List[Dict[str, Any]]:
+    """The chosen shape on the same nodes, predicted at every concurrency of ``curve``: per-sequence and aggregate
+    decode, first token, the batch's limits, and whether the KV cache of that many sequences still fits."""
+    points = sorted({_positive_int(c, "concurrency_curve", None) or 1 for c in (curve or DEFAULT_CURVE)})
+    if best.rejected:
+        return []
+    used = [n for n in nodes if n.name in best.nodes_used]
+    out = []
+    for c in points:
+        cand = _evaluate(best.backend, best.tensor_parallel, best.pipeline_parallel, used,
+                         dataclasses.replace(req, concurrency=c), best.deployable)
+        out.append(dict(cand.predicted, concurrency=c, fits=cand.fits))
+    return out
 
 
 def _idle_reasons(best: Candidate, candidates: Sequence[Candidate], nodes: Sequence[Node], tp: Optional[int],
@@ -308,7 +348,7 @@ def _serve_nothing(common: Mapping[str, Any]) -> Dict[str, Any]:
         "backend": None, "tensor_parallel": 0, "pipeline_parallel": 0, "nodes_used": [], "head": None,
         "workers": [], "fits": True, "rejected": False, "memory_per_node_gb": {},
         "usable_memory_gb": {}, "predicted": dict(NO_PREDICTION), "settings": {}, "api": None, "peer_ports": [],
-        "ports": {}, "containers": False, "services": {}, "candidates": [],
+        "ports": {}, "containers": False, "services": {}, "candidates": [], "predicted_curve": [],
         "reasons": ["llmlab_backend is none: no backend runs; the backend stage removes every backend's services "
                     "and the fabric stays"],
     }

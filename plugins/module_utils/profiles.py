@@ -32,8 +32,11 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         "accelerator": "cuda",
         "gpus": 1,
         "memory_gb": 128.0,
-        "usable_memory_gb": 110.0,   # unified memory left to the GPU after the OS (110-119 seen)
+        # DGX OS gives the GPU about 119.7 GiB (128.5 GB) of the 128 GiB; vLLM takes 0.9 of it in NVIDIA's two-Spark
+        # Llama 3.1 405B recipe (--gpu-memory-utilization 0.9), leaving the rest to the OS and the CPU side
+        "usable_memory_gb": 115.0,
         "mem_bw_gbs": 273.0,
+        "cpu_mem_bw_gbs": None,      # the CPU cores: not measured apart here (None = mem_bw_gbs)
         "compute_tflops": 100.0,     # dense BF16 tensor throughput, order of magnitude, for prefill
         "unified_memory": True,
         "ports": _CX7_PORTS,
@@ -53,6 +56,9 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         "memory_gb": 128.0,
         "usable_memory_gb": 96.0,    # GPU-visible share set by GTT/TTM kernel arguments; up to ~120
         "mem_bw_gbs": 256.0,
+        # the Zen 5 cores reach the memory through their CCDs' fabric links, not the GPU's: an estimate of what a
+        # CPU engine (distributed-llama's CPU path, llama.cpp on the CPU) reads; override when measured
+        "cpu_mem_bw_gbs": 120.0,
         "compute_tflops": 59.0,
         "unified_memory": True,
         # USB4/Thunderbolt networking for point-to-point cables, the built-in 5GbE port for a switch.
@@ -74,6 +80,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         "memory_gb": None,
         "usable_memory_gb": None,    # defaults to memory_gb when not given
         "mem_bw_gbs": None,
+        "cpu_mem_bw_gbs": None,
         "compute_tflops": 50.0,
         "unified_memory": False,
         "ports": [],
@@ -93,6 +100,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         "memory_gb": 4.0,
         "usable_memory_gb": 3.0,
         "mem_bw_gbs": 8.0,
+        "cpu_mem_bw_gbs": None,
         "compute_tflops": 0.05,
         "unified_memory": True,
         "ports": _CX7_PORTS,
@@ -106,6 +114,23 @@ PROFILES: Dict[str, Dict[str, Any]] = {
     },
 }
 
+# Discrete GPUs by their datasheets, for sizing a cluster before buying it (``make size``): one card per node, cards
+# of one box talking over PCIe (``pcie4_x16``). Usable memory: vLLM's default share (0.9).
+# compute_tflops: dense FP16/BF16 tensor throughput with FP32 accumulate.
+_GPUS = {
+    "rtx3090": ("NVIDIA GeForce RTX 3090 (24 GB GDDR6X)", 24.0, 936.0, 71.0),
+    "rtx4090": ("NVIDIA GeForce RTX 4090 (24 GB GDDR6X)", 24.0, 1008.0, 165.0),
+    "rtx6000_ada": ("NVIDIA RTX 6000 Ada Generation (48 GB GDDR6 ECC)", 48.0, 960.0, 182.0),
+    "a100_80gb": ("NVIDIA A100 80GB SXM (HBM2e)", 80.0, 2039.0, 312.0),
+    "h100": ("NVIDIA H100 SXM 80GB (HBM3)", 80.0, 3350.0, 989.0),
+}
+for _name, (_desc, _mem, _bw, _tf) in _GPUS.items():
+    PROFILES[_name] = dict(PROFILES["generic"], description=_desc, arch="x86_64", memory_gb=_mem,
+                           usable_memory_gb=round(0.9 * _mem, 1), mem_bw_gbs=_bw, compute_tflops=_tf,
+                           p2p_link="pcie4_x16", switch_link="pcie4_x16")
+GPU_PROFILES = tuple(_GPUS)
+
+
 # Links: usable bandwidth of one logical link and the one-way latency a small message pays through the
 # software stack that uses it (NCCL/RPC/TCP), not the wire alone.
 LINKS: Dict[str, Dict[str, float]] = {
@@ -113,10 +138,11 @@ LINKS: Dict[str, Dict[str, float]] = {
     "eth_10g": {"gbps": 9.4, "latency_us": 50.0},
     "eth_5g": {"gbps": 4.7, "latency_us": 60.0},
     "usb4_10g": {"gbps": 10.0, "latency_us": 80.0},
+    "pcie4_x16": {"gbps": 200.0, "latency_us": 10.0},  # cards of one box (NCCL over PCIe 4.0 x16, ~25 GB/s)
     "veth": {"gbps": 10.0, "latency_us": 30.0},       # the lab's unshaped veth pairs
 }
 
-NUMERIC_FIELDS = ("memory_gb", "usable_memory_gb", "mem_bw_gbs", "compute_tflops")
+NUMERIC_FIELDS = ("memory_gb", "usable_memory_gb", "mem_bw_gbs", "cpu_mem_bw_gbs", "compute_tflops")
 OVERRIDABLE = set(PROFILES["gb10"].keys()) - {"description"}
 
 
@@ -132,6 +158,7 @@ class Node:
     memory_gb: float
     usable_memory_gb: float
     mem_bw_gbs: float
+    cpu_mem_bw_gbs: Optional[float]
     compute_tflops: float
     unified_memory: bool
     ports: List[str]

@@ -66,9 +66,22 @@ options:
     type: int
     default: 16
   parallel:
-    description: How many requests are in flight at once.
-    type: int
-    default: 1
+    description:
+      - How many requests are in flight at once.
+      - "A list (C([1, 2, 4, 8])) runs a sweep - one load per value, each of O(num_requests) requests but at least as
+        many as in flight, with fresh prompts - and writes a sweep table and C(<name>.sweep.png): aggregate output
+        tok/s and per-request TPOT against concurrency, beside O(predicted). Each level's own report is
+        C(<name>-c<N>.*)."
+    type: list
+    elements: int
+    default: [1]
+  predicted:
+    description:
+      - "The planner's curve for the plan's backend and nodes (C(llmlab_plan.plan.predicted_curve)) - items with
+        C(concurrency), C(aggregate_tok_s), C(decode_tok_s) - drawn and tabled beside a sweep."
+    type: list
+    elements: dict
+    default: []
   dataset:
     description:
       - Where the prompts come from. C(random) makes O(num_requests) prompts of random words, each sized to
@@ -200,6 +213,11 @@ prompting:
     C(prompt_tokens_target), C(prompt_tokens_sized) (min, max), and for a file its name and entries.
   returned: success
   type: dict
+sweep:
+  description: "For a list of O(parallel) - C(levels) (each C(parallel) and its C(summary)) and C(rows) (measured
+    beside planned per concurrency); the first level's summary is also C(summary)."
+  returned: when O(parallel) has more than one value
+  type: dict
 markdown:
   description: The report as a Markdown table.
   returned: success
@@ -238,7 +256,8 @@ def main() -> None:
             model=dict(type="str", default="default"),
             endpoint=dict(type="str", default="chat", choices=["chat", "completions"]),
             num_requests=dict(type="int", default=16),
-            parallel=dict(type="int", default=1),
+            parallel=dict(type="list", elements="int", default=[1]),
+            predicted=dict(type="list", elements="dict", default=[]),
             dataset=dict(type="str", choices=["random", "long", "file"]),
             dataset_file=dict(type="path", aliases=["prompts_file"]),
             prompt_tokens=dict(type="int", default=64),
@@ -260,9 +279,12 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = dict(module.params)
-    for key in ("num_requests", "parallel", "output_tokens", "prompt_tokens"):
+    levels = sorted(set(p["parallel"] or [1]))
+    for key in ("num_requests", "output_tokens", "prompt_tokens"):
         if p[key] < 1:
             module.fail_json(msg="%s must be at least 1, got %d" % (key, p[key]))
+    if min(levels) < 1:
+        module.fail_json(msg="parallel must be at least 1, got %s" % levels)
     p["dataset"] = p["dataset"] or ("file" if p["dataset_file"] else "random")
     if p["dataset_file"] and p["dataset"] != "file":
         module.fail_json(msg="dataset_file is only read with dataset=file (dataset is %s)" % p["dataset"])
@@ -272,6 +294,48 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("httpx and httpx-sse"), exception=HTTPX_ERROR)
     if module.check_mode:
         module.exit_json(changed=False, skipped=True, msg="check mode: no load sent")
+    sweep = len(levels) > 1
+    results, files = [], []
+    for i, level in enumerate(levels):
+        # a sweep: every level its own fresh prompts (seed + i) and at least as many requests as in flight
+        lp = dict(p, parallel=level, seed=p["seed"] + i,
+                  num_requests=max(p["num_requests"], level) if sweep else p["num_requests"],
+                  report_name="%s-c%d" % (p["report_name"], level) if sweep else p["report_name"])
+        results.append(_one_level(module, lp, files))
+    first = results[0]
+    result = dict(changed=False, summary=first["summary"], markdown=first["markdown"], files=files,
+                  prompting=first["prompting"], seed=p["seed"])
+    if sweep:
+        rows = bm.sweep_rows([{"parallel": r["parallel"], "summary": r["summary"]} for r in results], p["predicted"])
+        md = "# %s: sweep over %s requests in flight\n\n%s" % (p["label"], ", ".join(map(str, levels)),
+                                                               bm.sweep_markdown(rows))
+        md += "".join("\n" + r["markdown"] for r in results)
+        result.update(markdown=md, sweep={"levels": [{"parallel": r["parallel"], "summary": r["summary"]}
+                                                     for r in results], "rows": rows})
+        if p["report_dir"]:
+            stem = os.path.join(p["report_dir"], p["report_name"] + ".sweep")
+            with open(stem + ".md", "w", encoding="utf-8") as f:
+                f.write(md)
+            with open(stem + ".json", "w", encoding="utf-8") as f:
+                json.dump({"setup": dict(label=p["label"], **p["setup"]), "rows": rows, "predicted": p["predicted"],
+                           "levels": result["sweep"]["levels"]}, f, indent=1, sort_keys=True)
+            files += [stem + ".md", stem + ".json"]
+            try:
+                bm.plot_sweep(rows, p["predicted"], stem + ".png", "%s: sweep" % p["label"])
+                files.append(stem + ".png")
+            except ImportError:
+                module.warn("matplotlib is not installed: no PNG plot")
+    failed = [r for r in results if r["rate"] < p["min_success_rate"]]
+    if failed:
+        s = failed[0]["summary"]
+        module.fail_json(msg="%d of %d requests failed at %d in flight (%s); at least %.0f%% had to succeed"
+                             % (s["failed"], s["requests"], failed[0]["parallel"], s["errors"],
+                                100 * p["min_success_rate"]), **result)
+    module.exit_json(**result)
+
+
+def _one_level(module: AnsibleModule, p: dict, files: list) -> dict:
+    """One load at ``p["parallel"]`` in flight: its summary and report files (appended to ``files``)."""
     try:
         run = bm.run_load(p)
     except bm.Refused as e:
@@ -292,7 +356,6 @@ def main() -> None:
                   "prompt": prompt, "served context": info["served_context"] or "unknown", "cache": p["cache"],
                   "seed": p["seed"], "stream": p["stream"]})
     md = bm.markdown(summary, setup)
-    files = []
     if p["report_dir"]:
         os.makedirs(p["report_dir"], exist_ok=True)
         stem = os.path.join(p["report_dir"], p["report_name"])
@@ -303,17 +366,12 @@ def main() -> None:
                       indent=1, sort_keys=True)
         files += [stem + ".md", stem + ".json"]
         try:
-            bm.plot(run["records"], stem + ".png", p["label"])
+            bm.plot(run["records"], stem + ".png", "%s, %d in flight" % (p["label"], p["parallel"]))
             files.append(stem + ".png")
         except ImportError:
             module.warn("matplotlib is not installed: no PNG plot")
-    rate = summary["completed"] / float(summary["requests"])
-    result = dict(changed=False, summary=summary, markdown=md, files=files, prompting=info, seed=p["seed"])
-    if rate < p["min_success_rate"]:
-        module.fail_json(msg="%d of %d requests failed (%s); at least %.0f%% had to succeed"
-                             % (summary["failed"], summary["requests"], summary["errors"],
-                                100 * p["min_success_rate"]), **result)
-    module.exit_json(**result)
+    return {"parallel": p["parallel"], "summary": summary, "markdown": md, "prompting": info,
+            "rate": summary["completed"] / float(summary["requests"])}
 
 
 if __name__ == "__main__":

@@ -89,6 +89,13 @@ options:
     description: Sequences served at once.
     type: int
     default: 1
+  concurrency_curve:
+    description:
+      - Concurrencies the chosen plan is also predicted at (C(plan.predicted_curve)), the curve a benchmark sweep
+        is drawn against.
+    type: list
+    elements: int
+    default: [1, 2, 4, 8, 16, 32]
   fail_on_no_fit:
     description: Fail when no candidate fits. When false, the best candidate is returned with C(fits=false).
     type: bool
@@ -225,6 +232,7 @@ def main() -> None:
             context_tokens=dict(type="int", default=DEFAULT_CONTEXT),
             prompt_tokens=dict(type="int", default=DEFAULT_PROMPT),
             concurrency=dict(type="int", default=1),
+            concurrency_curve=dict(type="list", elements="int", default=[1, 2, 4, 8, 16, 32]),
             fail_on_no_fit=dict(type="bool", default=True),
             api_address=dict(type="str"),
             api_port=dict(type="int", default=DEFAULT_API_PORT),
@@ -240,7 +248,8 @@ def main() -> None:
                              pipeline_parallel=p["pipeline_parallel"], context_tokens=p["context_tokens"],
                              prompt_tokens=p["prompt_tokens"], concurrency=p["concurrency"],
                              fail_on_no_fit=p["fail_on_no_fit"], api_address=p["api_address"] or None,
-                             api_port=p["api_port"], deployable=p["deployable"], fabric=p["fabric"])
+                             api_port=p["api_port"], deployable=p["deployable"], fabric=p["fabric"],
+                             curve=p["concurrency_curve"])
     except PlanError as exc:
         module.fail_json(msg=str(exc), error=exc.as_dict())
     module.exit_json(changed=False, plan=plan)

@@ -12,6 +12,17 @@ def _name(host) -> str:
     return host.backend.get_hostname()
 
 
+def _established_peers(host, address: str, port: int) -> set:
+    """The peer addresses of the established TCP connections whose local end is ``address:port`` (ss)."""
+    out = host.check_output("ss -Htn state established '( sport = :%d )'" % port)
+    peers = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[-2].rsplit(":", 1)[0].strip("[]") == address:
+            peers.add(fields[-1].rsplit(":", 1)[0].strip("[]"))
+    return peers
+
+
 def test_planned_services_are_active_enabled_and_bound_exactly_where_planned(host, deployed_plan,
                                                                              management_addresses) -> None:
     node = _name(host)
@@ -31,6 +42,13 @@ def test_planned_services_are_active_enabled_and_bound_exactly_where_planned(hos
             continue   # a process with no port of its own (a vLLM rank reached through torch.distributed)
         exact = host.socket("tcp://%s:%d" % (svc["bind"], svc["port"])).is_listening
         wild = {"tcp://0.0.0.0:%d" % svc["port"], "tcp://:::%d" % svc["port"]} & set(listening)
+        if not exact and svc.get("connected_from"):
+            # a service that stops listening once its peers are connected (a distributed-llama worker): bound where
+            # planned means an established connection on that address and port from one of the planned peers
+            peers = _established_peers(host, svc["bind"], svc["port"])
+            assert peers & set(svc["connected_from"]), (node, name, svc["bind"], svc["port"], peers)
+            assert not wild, (node, name, wild)
+            continue
         if svc.get("wildcard_bind"):
             # the plan says this service binds every address whatever it is told, and why (Ray): listening there is
             # what is expected; the verify stage checks the firewall closes it from the management network
@@ -40,6 +58,8 @@ def test_planned_services_are_active_enabled_and_bound_exactly_where_planned(hos
         # asserted absent on its own
         assert exact, (node, name, svc, listening)
         assert not wild, (node, name, wild)
+        if svc["bind"].startswith("127.") or svc["bind"] == "::1":
+            continue   # local only: reached through a proxy on the same node (distributed-llama's API)
         if svc["bind"] in fabric:  # cluster-internal: never on the management network
             for addr in management_addresses:
                 assert "tcp://%s:%d" % (addr, svc["port"]) not in listening, (node, name, addr)

@@ -69,6 +69,8 @@ def test_preflight_passes_and_publishes_the_plan(ring3) -> None:
     (["-e", "llmlab_model=meta-llama/Llama-3.1-405B-Instruct"], "no plan fits meta-llama/Llama-3.1-405B-Instruct"),
     (["-e", '{"llmlab_profile_overrides": {"memory_gb": 128, "usable_memory_gb": 110}}'],
      "the host has"),
+    # a sweep's list with a level of 0
+    (["-e", '{"llmlab_benchmark_parallel": [1, 0, 4]}'], "[variable llmlab_benchmark_parallel]"),
 ])
 def test_bad_runs_stop_in_preflight_and_change_nothing(ring3, extra, words) -> None:
     res = playbook("site.yml", *extra)

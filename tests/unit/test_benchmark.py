@@ -205,3 +205,22 @@ def test_compare_gives_ratios_against_the_baseline_above_one_when_better() -> No
     assert rows["broken"][1] == "3" and "HTTP 500 x1" in rows["broken"][2]
     with pytest.raises(ValueError, match="no report is labelled 'nope'"):
         bm.compare([one], baseline="nope")
+
+
+def test_a_sweep_is_tabled_and_drawn_beside_the_planned_curve(tmp_path) -> None:
+    levels = [{"parallel": c, "summary": {"completed": 4, "requests": 4, "output_throughput": agg,
+                                          "tpot_ms": {"mean": tpot}}}
+              for c, agg, tpot in ((1, 40.0, 24.0), (2, 70.0, 27.0), (4, 100.0, 38.0))]
+    curve = [{"concurrency": c, "aggregate_tok_s": 30.0 * c ** 0.8, "decode_tok_s": 30.0 / c ** 0.2, "fits": True}
+             for c in (1, 2, 4, 8, 16, 32)]
+    rows = bm.sweep_rows(levels, curve)
+    assert [r["concurrency"] for r in rows] == [1, 2, 4]
+    assert rows[0]["predicted_aggregate_tok_s"] == 30.0 and rows[0]["predicted_tpot_ms"] == pytest.approx(1000 / 30.0)
+    # a level the plan's curve has no point for is measured and left unplanned
+    odd = bm.sweep_rows([{"parallel": 3, "summary": levels[0]["summary"]}], curve)[0]
+    assert odd["predicted_aggregate_tok_s"] is None and odd["aggregate_tok_s"] == 40.0
+    md = bm.sweep_markdown(rows)
+    assert "| 4 | 4/4 | 100.0 |" in md and "1.33" in md   # 40 measured / 30 planned
+    png = tmp_path / "s.png"
+    bm.plot_sweep(rows, curve, str(png), "sweep")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (
-    MOE_EFFICIENCY, Request, decode_bytes, sig)
+    MOE_EFFICIENCY, MOE_HOT_FRACTION, Request, decode_step, distinct_experts, sig)
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
 
 Shape = Tuple[int, int]                      # (tensor parallel, pipeline parallel)
@@ -44,6 +44,9 @@ class Backend:
     kv_bytes = 2.0                           # bytes per KV-cache element
     runtime_overhead_gb = 0.0                # per node, besides weights and KV cache
     step_overhead_us = 0.0                   # per decode step
+    seq_overhead_us = 0.0                    # per sequence of the batch, per decode step (sampling, scheduling)
+    # share of compute_tflops a decode step's per-token work reaches, by accelerator (the rest: 0.30)
+    decode_compute_efficiency: Dict[str, float] = {}
     act_bytes = 2.0                          # bytes per activation element sent between nodes
 
     # --- shapes --------------------------------------------------------------------------------------------------
@@ -88,21 +91,33 @@ class Backend:
         """Bytes of the whole model's weights, of the whole KV cache, and of the runtime's overhead on one node."""
         return model_weight_bytes(req.model, req.quant), self.kv_total_bytes(req), self.runtime_overhead_gb * 1e9
 
+    def bandwidth(self, node: Node) -> float:
+        """Bytes per second the engine this backend runs on reaches on ``node`` (the GPU's by default)."""
+        return node.mem_bw_gbs * 1e9
+
+    def node_step(self, node: Node, share: float, step: Mapping[str, float], req: Request) -> Tuple[float, float]:
+        """Seconds ``node`` needs for ``share`` of a decode step - the larger of reading its bytes at the backend's
+        efficiency and computing its FLOPs at the decode efficiency - and the least it could need at all (the fewest
+        bytes at full bandwidth, the FLOPs at full compute): the step's time and its physical limit."""
+        bw = self.bandwidth(node)
+        tflops = node.compute_tflops * 1e12
+        memory = share * step["total"] / (bw * self._efficiency(node, req))
+        compute = share * step["flops"] / (tflops * self.decode_compute_efficiency.get(node.accelerator, 0.30))
+        limit = max(share * step["min_total"] / bw, share * step["flops"] / tflops)
+        return max(memory, compute), limit
+
     def compute(self, tp: int, nodes: Sequence[Node], req: Request, step: Mapping[str, float],
                 settings: Mapping[str, Any]) -> Components:
         """Decode and prefill time on the nodes, without communication. Default: ``tp`` ranks work on every step at
         once (tensor parallel), bounded by the slowest node."""
-        m = req.model
-        bw = {n.name: n.mem_bw_gbs * 1e9 for n in nodes}
-        eff = self._efficiency(nodes, req)
-        slow = min(nodes, key=lambda n: bw[n.name] * eff[n.name])
+        times = [self.node_step(n, 1.0 / tp, step, req) for n in nodes]
         pfe = {n.name: self.prefill_efficiency[n.accelerator] for n in nodes}
         tfl = {n.name: n.compute_tflops * 1e12 for n in nodes}
         return {
-            "decode": step["total"] / (tp * bw[slow.name] * eff[slow.name]),
-            "limit": step["total"] / (tp * min(bw.values())),
+            "decode": max(t for t, _ in times),
+            "limit": max(lim for _, lim in times),
             "prefill": self._prefill_flops(req) / (tp * min(tfl[n.name] * pfe[n.name] for n in nodes)),
-            "prefill_floor": self._prefill_floor_bytes(req, step) / (tp * min(bw.values())),
+            "prefill_floor": self._prefill_floor_bytes(req, step) / (tp * min(self.bandwidth(n) for n in nodes)),
         }
 
     def communication(self, tp: int, pp: int, nodes: Sequence[Node], req: Request,
@@ -112,26 +127,39 @@ class Backend:
 
     def predict(self, tp: int, pp: int, nodes: Sequence[Node], req: Request,
                 settings: Mapping[str, Any]) -> Tuple[Dict[str, Optional[float]], List[str]]:
-        """Per-sequence and aggregate decode speed, time to first token and the physical limit of a shape."""
+        """Per-sequence and aggregate decode speed with ``req.concurrency`` sequences decoding together, time to
+        first token when they all arrive at once, and the physical limits of the same batch."""
         c = req.concurrency
-        step = decode_bytes(req.model, req.quant, c, req.prompt_tokens, self.kv_bytes)
+        step = decode_step(req.model, req.quant, c, req.prompt_tokens, self.kv_bytes)
         t = self.compute(tp, nodes, req, step, settings)
         comm, pre_comm, notes = self.communication(tp, pp, nodes, req, settings)
-        step_s = t["decode"] + comm + self.step_overhead_us * 1e-6
+        step_s = t["decode"] + comm + (self.step_overhead_us + c * self.seq_overhead_us) * 1e-6
         ttft = max(t["prefill"], t["prefill_floor"]) + pre_comm + step_s
-        per_request = 1.0 / step_s
         pred: Dict[str, Optional[float]] = {
-            "decode_tok_s": sig(per_request),
-            "aggregate_tok_s": sig(per_request * c),
+            "decode_tok_s": sig(1.0 / step_s),
+            "aggregate_tok_s": sig(c / step_s),
             "ttft_s": sig(ttft, up=True),
             "physical_limit_tok_s": sig(1.0 / t["limit"], up=True),
+            "aggregate_limit_tok_s": sig(c / t["limit"], up=True),
             "bytes_per_token_gb": sig(step["total"] / c / 1e9, up=True),
         }
+        if c > 1:
+            notes.append(self._batch_note(req, step, t, step_s))
         return pred, notes
 
-    def _efficiency(self, nodes: Sequence[Node], req: Request) -> Dict[str, float]:
+    def _batch_note(self, req: Request, step: Mapping[str, float], t: Mapping[str, float], step_s: float) -> str:
+        m, c = req.model, req.concurrency
+        what = "%.1f GB of weights" % (step["weights"] / 1e9)
+        if m.is_moe:
+            what += " (about %.0f of %d experts per layer)" % (
+                distinct_experts(m.experts, m.experts_active, c, MOE_HOT_FRACTION), m.experts)
+        return ("batch of %d: a step reads %s once for all and %.2f GB of KV cache, %.0f ms a step; %.1f tok/s "
+                "aggregate, at most %.1f (physical limit of the batch)"
+                % (c, what, step["kv"] / 1e9, step_s * 1e3, c / step_s, c / t["limit"]))
+
+    def _efficiency(self, node: Node, req: Request) -> float:
         moe = MOE_EFFICIENCY if req.model.is_moe else 1.0
-        return {n.name: self.decode_efficiency[n.accelerator] * moe for n in nodes}
+        return self.decode_efficiency[node.accelerator] * moe
 
     @staticmethod
     def _prefill_flops(req: Request) -> float:

@@ -69,6 +69,11 @@ class DistributedLlama(Backend):
     def shapes(self, used: int) -> List[Shape]:
         return [(used, 1)]
 
+    def bandwidth(self, node: Node) -> float:
+        """Its kernels run on the CPU cores, which on some boxes reach less of the memory than the GPU does
+        (``cpu_mem_bw_gbs`` of the profile; Strix Halo)."""
+        return (node.cpu_mem_bw_gbs or node.mem_bw_gbs) * 1e9
+
     def shape_problems(self, tp: int, pp: int, nodes: Sequence[Node], req: Request) -> List[str]:
         m = req.model
         return split_problems({"heads": m.heads, "kv_heads": m.kv_heads, "head_dim": m.head_dim, "dim": m.hidden,

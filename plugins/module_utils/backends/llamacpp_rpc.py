@@ -22,6 +22,8 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Nod
 
 RPC_ROUND_TRIPS = 3              # set input, compute graph, get output, per remote device
 RPC_FIXED_US = 150.0
+RPC_TENSOR_BYTES = 296           # sizeof(rpc_tensor) in ggml-rpc.cpp: what every graph node costs on the wire
+GRAPH_NODES_PER_LAYER = 30       # nodes of a transformer block's graph (norms, projections, rope, attention, FFN)
 
 # What every build needs: RPC, static binaries that copy to identical nodes, no tests/examples/web UI, no OpenSSL
 # (the API sits behind the fabric firewall; TLS belongs to a proxy), no native CPU tuning (the build is copied).
@@ -89,30 +91,40 @@ class LlamacppRpc(Backend):
         """The nodes of a layer split work one after another, each on its share of the layers."""
         m = req.model
         split: Mapping[str, int] = settings["layer_split"]
-        bw = {n.name: n.mem_bw_gbs * 1e9 for n in nodes}
-        eff = self._efficiency(nodes, req)
+        share = {n.name: split[n.name] / float(m.layers) for n in nodes}
+        times = [self.node_step(n, share[n.name], step, req) for n in nodes]
         pfe = {n.name: self.prefill_efficiency[n.accelerator] for n in nodes}
         tfl = {n.name: n.compute_tflops * 1e12 for n in nodes}
         flops = self._prefill_flops(req)
         floor = self._prefill_floor_bytes(req, step)
         return {
-            "decode": sum(step["total"] * split[n.name] / m.layers / (bw[n.name] * eff[n.name]) for n in nodes),
-            "limit": sum(step["total"] * split[n.name] / m.layers / bw[n.name] for n in nodes),
-            "prefill": sum(flops * split[n.name] / m.layers / (tfl[n.name] * pfe[n.name]) for n in nodes),
-            "prefill_floor": sum(floor * split[n.name] / m.layers / bw[n.name] for n in nodes),
+            "decode": sum(t for t, _ in times),
+            "limit": sum(lim for _, lim in times),
+            "prefill": sum(flops * share[n.name] / (tfl[n.name] * pfe[n.name]) for n in nodes),
+            "prefill_floor": sum(floor * share[n.name] / self.bandwidth(n) for n in nodes),
         }
 
     def communication(self, tp: int, pp: int, nodes: Sequence[Node], req: Request,
                       settings: Mapping[str, Any]) -> Tuple[float, float, List[str]]:
+        """Per remote device and token: its round trips (the input in, the graph computed, the output back), the
+        serialized graph of its layers (one rpc_tensor per node of the graph) and the activations, over the link."""
         m, c = req.model, req.concurrency
-        remote = len(nodes) - 1
-        comm = remote * hop_s(2 * c * m.hidden * self.act_bytes, req.link, RPC_ROUND_TRIPS, RPC_FIXED_US)
-        pre_comm = remote * hop_s(2 * req.prompt_tokens * c * m.hidden * self.act_bytes, req.link,
-                                  RPC_ROUND_TRIPS, RPC_FIXED_US)
+        split: Mapping[str, int] = settings["layer_split"]
+        remote = nodes[1:]
+        act = 2 * c * m.hidden * self.act_bytes
+        comm = pre_comm = 0.0
+        graph_total = 0.0
+        for n in remote:
+            graph = split[n.name] * GRAPH_NODES_PER_LAYER * RPC_TENSOR_BYTES
+            graph_total += graph
+            comm += hop_s(graph + act, req.link, RPC_ROUND_TRIPS, RPC_FIXED_US)
+            pre_comm += hop_s(graph + req.prompt_tokens * act, req.link, RPC_ROUND_TRIPS, RPC_FIXED_US)
         notes = []
         if remote:
-            notes.append("layers split %s: the nodes work one after another; %d RPC device(s) cost %.2f ms per token"
-                         % (", ".join("%s %d" % kv for kv in settings["layer_split"].items()), remote, comm * 1e3))
+            notes.append("layers split %s: the nodes work one after another; %d RPC device(s) cost %.2f ms per "
+                         "token (%d round trips each, %.0f kB of graph and activations over %.1f Gb/s)"
+                         % (", ".join("%s %d" % kv for kv in split.items()), len(remote), comm * 1e3,
+                            RPC_ROUND_TRIPS, (graph_total + len(remote) * act) / 1e3, req.link["gbps"]))
         return comm, pre_comm, notes
 
     def services(self, plan: Mapping[str, Any],

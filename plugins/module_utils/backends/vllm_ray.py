@@ -53,7 +53,7 @@ PP_HOP_FIXED_US = 200.0          # pipeline stage hand-over (Ray compiled graph 
 class VllmRay(Backend):
     name = "vllm_ray"
     title = "vLLM on Ray"
-    quants = ("bf16", "fp16", "fp8", "nvfp4", "mxfp4")
+    quants = ("bf16", "fp16", "fp8", "nvfp4", "mxfp4", "awq", "gptq")
     accelerators = ("cuda", "rocm", "cpu")   # cpu: vLLM's CPU build (the lab), uncalibrated
     containers = True
     peer_ports = dict({k: str(v) for k, v in RAY_PORTS.items()},
@@ -62,6 +62,9 @@ class VllmRay(Backend):
              "vllm": "llmlab-vllm.service", "vllm-rank": "llmlab-vllm-rank.service"}
     shape_rule = "vLLM takes any TP x PP"
     decode_efficiency = {"cuda": 0.80, "rocm": 0.60, "cpu": 0.50}
+    # per-token work of a batched step (attention, sampling, MoE dispatch) as a share of the GPU's compute: fitted
+    # to the batched rows of the calibration table (gpt-oss-120b at 4-32, Qwen3-235B at 4 concurrent sequences)
+    decode_compute_efficiency = {"cuda": 0.03, "rocm": 0.03, "cpu": 0.30}
     prefill_efficiency = {"cuda": 0.50, "rocm": 0.30, "cpu": 0.30}
     kv_bytes = 2.0
     runtime_overhead_gb = 3.0         # CUDA context, graphs, NCCL buffers
