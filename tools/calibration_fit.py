@@ -1,7 +1,7 @@
 """How the batched-decode constants were set: a grid search that scores only the rows marked fitted (never the held-out
 ones) - ``python -m tools.calibration_fit`` prints the best point and the current one. The grid is small on purpose:
 MOE_HOT_FRACTION (perf.py) and, of the backend the batched rows ran (the calibration table says which), the decode
-efficiency, step overhead, per-sequence overhead and decode compute efficiency on CUDA. The constants are then written
+efficiency, step overhead and decode compute efficiency on CUDA. The constants are then written
 into those files by hand."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ GRID: Dict[str, Sequence[float]] = {
     "hot_fraction": (0.1, 0.15, 0.2, 0.25, 0.35),
     "decode_efficiency": (0.8, 0.9),
     "step_overhead_us": (300.0, 1000.0, 2000.0),
-    "seq_overhead_us": (0.0, 100.0, 300.0),
     "decode_compute_efficiency": (0.03, 0.05, 0.1, 0.3),
 }
 FACTOR_SOFT = 1.4   # fitted rows beyond this factor are penalised, so the fit keeps away from the x1.5 gate
@@ -38,7 +37,7 @@ def batched_backend() -> Backend:
 def current() -> Dict[str, float]:
     b = batched_backend()
     return {"hot_fraction": perf.MOE_HOT_FRACTION, "decode_efficiency": b.decode_efficiency["cuda"],
-            "step_overhead_us": b.step_overhead_us, "seq_overhead_us": b.seq_overhead_us,
+            "step_overhead_us": b.step_overhead_us,
             "decode_compute_efficiency": b.decode_compute_efficiency["cuda"]}
 
 
@@ -46,19 +45,16 @@ def current() -> Dict[str, float]:
 def constants(point: Mapping[str, float]) -> Iterator[None]:
     """The model with ``point``'s constants, put back afterwards."""
     b = batched_backend()
-    saved = (perf.MOE_HOT_FRACTION, dict(b.decode_efficiency), b.step_overhead_us, b.seq_overhead_us,
-             dict(b.decode_compute_efficiency))
+    saved = (perf.MOE_HOT_FRACTION, dict(b.decode_efficiency), b.step_overhead_us, dict(b.decode_compute_efficiency))
     try:
         perf.MOE_HOT_FRACTION = point["hot_fraction"]
         b.decode_efficiency = dict(b.decode_efficiency, cuda=point["decode_efficiency"])
         b.step_overhead_us = point["step_overhead_us"]
-        b.seq_overhead_us = point["seq_overhead_us"]
         ce = point["decode_compute_efficiency"]
         b.decode_compute_efficiency = dict(b.decode_compute_efficiency, cuda=ce, rocm=ce)
         yield
     finally:
-        (perf.MOE_HOT_FRACTION, b.decode_efficiency, b.step_overhead_us, b.seq_overhead_us,
-         b.decode_compute_efficiency) = saved
+        perf.MOE_HOT_FRACTION, b.decode_efficiency, b.step_overhead_us, b.decode_compute_efficiency = saved
 
 
 def loss(rows: List[Dict[str, Any]]) -> float:

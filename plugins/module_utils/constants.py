@@ -17,6 +17,8 @@ TOPOLOGIES: Dict[str, Tuple[int, Optional[int]]] = {
 DEFAULT_POOL = "10.213.0.0/24"
 DEFAULT_CONTEXT = 8192
 DEFAULT_PROMPT = 512
+# The concurrencies a chosen plan is also predicted at (plan.predicted_curve: what a benchmark sweep is drawn against).
+DEFAULT_CURVE = (1, 2, 4, 8, 16, 32)
 
 # The OpenAI-compatible API port of the head (llama-server, vLLM, distributed-llama's API server).
 DEFAULT_API_PORT = 8080

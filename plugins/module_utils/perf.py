@@ -78,7 +78,8 @@ def decode_step(model: Model, quant: str, batch: int, kv_tokens: int, kv_bytes: 
     ``weights``: the weights read once for the whole batch (MoE: the shared part plus the expected distinct experts
     the batch touches); ``kv``: every sequence's KV cache of ``kv_tokens``; ``flops``: 2 x active parameters per
     token plus attention over the cache; ``min_total``: the fewest bytes the step can read at all (MoE: every
-    sequence choosing the same experts) - what the physical limit is computed from."""
+    sequence choosing the same experts) - what the physical limit is computed from; ``experts``: the distinct experts
+    per layer the batch is expected to touch (0 for a dense model)."""
     if model.is_moe:
         e, k = model.experts, model.experts_active
         per_expert = (model.params_total_b - model.params_active_b) / (e - k)
@@ -87,11 +88,13 @@ def decode_step(model: Model, quant: str, batch: int, kv_tokens: int, kv_bytes: 
         weights = param_bytes(model, quant, shared + touched * per_expert)
         least = param_bytes(model, quant, model.params_active_b)
     else:
+        touched = 0.0
         weights = least = param_bytes(model, quant, model.params_active_b)
     kv = float(model.kv_elements_per_token) * kv_bytes * kv_tokens * batch
     attention = 4.0 * model.layers * model.heads * model.head_dim * kv_tokens
     flops = (2.0 * model.params_active_b * 1e9 + attention) * batch
-    return {"weights": weights, "kv": kv, "total": weights + kv, "min_total": least + kv, "flops": flops}
+    return {"weights": weights, "kv": kv, "total": weights + kv, "min_total": least + kv, "flops": flops,
+            "experts": touched}
 
 
 def link_bytes_per_s(link: Mapping[str, float]) -> float:

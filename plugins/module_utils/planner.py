@@ -31,7 +31,7 @@ from ansible_collections.llmlab.cluster.plugins.module_utils import backends
 from ansible_collections.llmlab.cluster.plugins.module_utils.backends.base import Backend
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import QUANTS, normalize_quant, resolve_model
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
-    DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_PROMPT)
+    DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_CURVE, DEFAULT_PROMPT)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (  # noqa: F401  (is_power_of_two, ... re-exported)
     Request, gb, is_power_of_two, proportional_split)
@@ -41,8 +41,6 @@ from ansible_collections.llmlab.cluster.plugins.module_utils.topology import che
 NO_PREDICTION: Dict[str, Optional[float]] = {"decode_tok_s": None, "aggregate_tok_s": None, "ttft_s": None,
                                              "physical_limit_tok_s": None, "aggregate_limit_tok_s": None,
                                              "bytes_per_token_gb": None}
-# The concurrencies the chosen plan is also predicted at (the curve a benchmark sweep is drawn against).
-DEFAULT_CURVE = (1, 2, 4, 8, 16, 32)
 
 
 @dataclass

@@ -306,19 +306,19 @@ def main() -> None:
     result = dict(changed=False, summary=first["summary"], markdown=first["markdown"], files=files,
                   prompting=first["prompting"], seed=p["seed"])
     if sweep:
-        rows = bm.sweep_rows([{"parallel": r["parallel"], "summary": r["summary"]} for r in results], p["predicted"])
+        measured = [{"parallel": r["parallel"], "summary": r["summary"]} for r in results]
+        rows = bm.sweep_rows(measured, p["predicted"])
         md = "# %s: sweep over %s requests in flight\n\n%s" % (p["label"], ", ".join(map(str, levels)),
                                                                bm.sweep_markdown(rows))
         md += "".join("\n" + r["markdown"] for r in results)
-        result.update(markdown=md, sweep={"levels": [{"parallel": r["parallel"], "summary": r["summary"]}
-                                                     for r in results], "rows": rows})
+        result.update(markdown=md, sweep={"levels": measured, "rows": rows})
         if p["report_dir"]:
             stem = os.path.join(p["report_dir"], p["report_name"] + ".sweep")
             with open(stem + ".md", "w", encoding="utf-8") as f:
                 f.write(md)
             with open(stem + ".json", "w", encoding="utf-8") as f:
                 json.dump({"setup": dict(label=p["label"], **p["setup"]), "rows": rows, "predicted": p["predicted"],
-                           "levels": result["sweep"]["levels"]}, f, indent=1, sort_keys=True)
+                           "levels": measured}, f, indent=1, sort_keys=True)
             files += [stem + ".md", stem + ".json"]
             try:
                 bm.plot_sweep(rows, p["predicted"], stem + ".png", "%s: sweep" % p["label"])

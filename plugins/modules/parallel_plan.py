@@ -212,7 +212,7 @@ except ImportError:
     NETADDR_ERROR = traceback.format_exc()
 
 from ansible_collections.llmlab.cluster.plugins.module_utils.constants import (
-    DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_PROMPT, TOPOLOGIES)
+    DEFAULT_API_PORT, DEFAULT_CONTEXT, DEFAULT_CURVE, DEFAULT_PROMPT, TOPOLOGIES)
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 
 
@@ -232,7 +232,7 @@ def main() -> None:
             context_tokens=dict(type="int", default=DEFAULT_CONTEXT),
             prompt_tokens=dict(type="int", default=DEFAULT_PROMPT),
             concurrency=dict(type="int", default=1),
-            concurrency_curve=dict(type="list", elements="int", default=[1, 2, 4, 8, 16, 32]),
+            concurrency_curve=dict(type="list", elements="int", default=list(DEFAULT_CURVE)),
             fail_on_no_fit=dict(type="bool", default=True),
             api_address=dict(type="str"),
             api_port=dict(type="int", default=DEFAULT_API_PORT),

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.llmlab.cluster.plugins.module_utils.catalog import model_weight_bytes
 from ansible_collections.llmlab.cluster.plugins.module_utils.errors import PlanError
 from ansible_collections.llmlab.cluster.plugins.module_utils.perf import (
-    MOE_EFFICIENCY, MOE_HOT_FRACTION, Request, decode_step, distinct_experts, sig)
+    MOE_EFFICIENCY, Request, decode_step, sig)
 from ansible_collections.llmlab.cluster.plugins.module_utils.profiles import Node
 
 Shape = Tuple[int, int]                      # (tensor parallel, pipeline parallel)
@@ -44,7 +44,6 @@ class Backend:
     kv_bytes = 2.0                           # bytes per KV-cache element
     runtime_overhead_gb = 0.0                # per node, besides weights and KV cache
     step_overhead_us = 0.0                   # per decode step
-    seq_overhead_us = 0.0                    # per sequence of the batch, per decode step (sampling, scheduling)
     # share of compute_tflops a decode step's per-token work reaches, by accelerator (the rest: 0.30)
     decode_compute_efficiency: Dict[str, float] = {}
     act_bytes = 2.0                          # bytes per activation element sent between nodes
@@ -133,7 +132,7 @@ class Backend:
         step = decode_step(req.model, req.quant, c, req.prompt_tokens, self.kv_bytes)
         t = self.compute(tp, nodes, req, step, settings)
         comm, pre_comm, notes = self.communication(tp, pp, nodes, req, settings)
-        step_s = t["decode"] + comm + (self.step_overhead_us + c * self.seq_overhead_us) * 1e-6
+        step_s = t["decode"] + comm + self.step_overhead_us * 1e-6
         ttft = max(t["prefill"], t["prefill_floor"]) + pre_comm + step_s
         pred: Dict[str, Optional[float]] = {
             "decode_tok_s": sig(1.0 / step_s),
@@ -151,8 +150,7 @@ class Backend:
         m, c = req.model, req.concurrency
         what = "%.1f GB of weights" % (step["weights"] / 1e9)
         if m.is_moe:
-            what += " (about %.0f of %d experts per layer)" % (
-                distinct_experts(m.experts, m.experts_active, c, MOE_HOT_FRACTION), m.experts)
+            what += " (about %.0f of %d experts per layer)" % (step["experts"], m.experts)
         return ("batch of %d: a step reads %s once for all and %.2f GB of KV cache, %.0f ms a step; %.1f tok/s "
                 "aggregate, at most %.1f (physical limit of the batch)"
                 % (c, what, step["kv"] / 1e9, step_s * 1e3, c / step_s, c / t["limit"]))
